@@ -1,0 +1,377 @@
+"""One typed, frozen configuration object for every part of vectorlake.
+
+Layers, later wins: ``conf/base.yaml``, ``conf/<env>.yaml`` (``VECTORLAKE_ENV``, default ``local``), then
+environment variables ``VECTORLAKE__<SECTION>__<KEY>`` (nested keys add more ``__<KEY>`` parts; values are
+parsed as the field's type, mappings and lists as JSON). An unknown key or a value of the wrong type
+fails at load time with a message naming the key. Relative paths are resolved against the project root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vectorlake.errors import ConfigError
+
+ENV_PREFIX = "VECTORLAKE__"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    local: bool
+    state_dir: str
+    host: str
+    run_as: str
+    java_home: str | None
+    startup_timeout_s: int
+
+
+@dataclass(frozen=True)
+class OpenSearchConfig:
+    hosts: tuple[str, ...] | None
+    port: int
+    transport_port: int
+    heap_mb: int
+    auth: Literal["none", "basic", "sigv4"]
+    username_env: str
+    password_env: str
+    region: str | None
+    service: Literal["es", "aoss"]
+    verify_certs: bool
+    timeout_s: int
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    alias: str
+    engine: Literal["lucene", "faiss", "nmslib"]
+    space_type: Literal["cosinesimil", "l2", "innerproduct"]
+    m: int
+    ef_construction: int
+    ef_search: int
+    shards: int
+    replicas: int
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str | None
+    port: int
+    controller_port: int
+    heap_mb: int
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"]
+    sasl_mechanism: str | None
+    partitions: int
+
+
+@dataclass(frozen=True)
+class S3Config:
+    endpoint_url: str | None
+    port: int
+    region: str
+    bucket: str
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str | None
+    artifact_root: str | None
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    root: str
+    checkpoint_root: str | None
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    listing_changes: str
+    media: str
+    seller_policy: str
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    landing_dir: str
+    starting_offsets: Literal["earliest", "latest"]
+    topics: TopicsConfig
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str | None
+    app_name: str
+    driver_memory: str
+    shuffle_partitions: int
+    jars_dir: str | None
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    target: Literal["duckdb", "snowflake"]
+    duckdb_path: str
+
+
+@dataclass(frozen=True)
+class Config:
+    env: str
+    stack: StackConfig
+    opensearch: OpenSearchConfig
+    index: IndexConfig
+    kafka: KafkaConfig
+    s3: S3Config
+    mlflow: MlflowConfig
+    lake: LakeConfig
+    sources: SourcesConfig
+    spark: SparkConfig
+    warehouse: WarehouseConfig
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.stack.state_dir)
+
+    @property
+    def checkpoint_root(self) -> str:
+        return self.lake.checkpoint_root or f"{self.lake.root.rstrip('/')}/_checkpoints"
+
+    @property
+    def opensearch_hosts(self) -> tuple[str, ...]:
+        if self.opensearch.hosts:
+            return self.opensearch.hosts
+        if not self.stack.local:
+            raise ConfigError("opensearch.hosts: required when stack.local is false")
+        return (f"http://{self.stack.host}:{self.opensearch.port}",)
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        if self.kafka.bootstrap_servers:
+            return self.kafka.bootstrap_servers
+        if not self.stack.local:
+            raise ConfigError("kafka.bootstrap_servers: required when stack.local is false")
+        return f"{self.stack.host}:{self.kafka.port}"
+
+    @property
+    def s3_endpoint_url(self) -> str | None:
+        if self.s3.endpoint_url:
+            return self.s3.endpoint_url
+        return f"http://{self.stack.host}:{self.s3.port}" if self.stack.local else None
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return self.mlflow.artifact_root or str(self.state_dir / "mlflow" / "artifacts")
+
+
+# Keys holding filesystem paths; a relative value is taken relative to the project root.
+_PATH_KEYS = {
+    ("stack", "state_dir"),
+    ("lake", "root"),
+    ("lake", "checkpoint_root"),
+    ("sources", "landing_dir"),
+    ("spark", "jars_dir"),
+    ("warehouse", "duckdb_path"),
+    ("stack", "java_home"),
+}
+
+
+def load_config(
+    env: str | None = None,
+    conf_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the config from the YAML layers and the environment; raise ConfigError naming a bad key."""
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("VECTORLAKE_ENV", "local")
+    conf_dir = conf_dir or Path(environ.get("VECTORLAKE_CONF_DIR", PROJECT_ROOT / "conf"))
+    base = _read_yaml(conf_dir / "base.yaml", required=True)
+    overlay = _read_yaml(conf_dir / f"{env}.yaml", required=env != "local")
+    merged = _deep_merge(base, overlay)
+    merged = _apply_env_overrides(merged, environ)
+    merged["env"] = env
+    _resolve_paths(merged, conf_dir.resolve().parent)
+    return typing.cast(Config, _build(Config, merged, ""))
+
+
+def _read_yaml(path: Path, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist (is VECTORLAKE_ENV right?)")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    out = json.loads(json.dumps(data))  # a deep copy of plain YAML data
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(f"{name}: expected VECTORLAKE__<SECTION>__<KEY>")
+        hint = _field_type(Config, parts, name)
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_env_value(raw, hint, name)
+    return out
+
+
+def _field_type(cls: Any, parts: list[str], origin: str) -> Any:
+    """The declared type at a dotted path, or ConfigError if the path names no field."""
+    current = cls
+    for i, part in enumerate(parts):
+        hints = typing.get_type_hints(current) if dataclasses.is_dataclass(current) else {}
+        if part not in hints or part == "env":
+            if _is_mapping(current):
+                return str
+            path = ".".join(parts[: i + 1])
+            raise ConfigError(f"{origin}: unknown config key '{path}'")
+        current = hints[part]
+    return current
+
+
+def _parse_env_value(raw: str, hint: Any, name: str) -> Any:
+    base, optional = _unwrap_optional(hint)
+    if optional and raw.strip().lower() in ("", "null", "none"):
+        return None
+    if _is_mapping(base) or typing.get_origin(base) is tuple:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as e:
+            if typing.get_origin(base) is tuple:
+                return [item.strip() for item in raw.split(",") if item.strip()]
+            raise ConfigError(f"{name}: expected a JSON object, got {raw!r}") from e
+    if base is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    if base is int:
+        try:
+            return int(raw)
+        except ValueError as e:
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from e
+    if base is float:
+        try:
+            return float(raw)
+        except ValueError as e:
+            raise ConfigError(f"{name}: expected a number, got {raw!r}") from e
+    return raw
+
+
+def _resolve_paths(data: dict[str, Any], root: Path) -> None:
+    for section, key in _PATH_KEYS:
+        node = data.get(section)
+        if not isinstance(node, dict):
+            continue
+        value = node.get(key)
+        if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+            node[key] = str((root / value).resolve())
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else hint), type(None) in typing.get_args(hint)
+    return hint, False
+
+
+def _is_mapping(hint: Any) -> bool:
+    return typing.get_origin(hint) in (Mapping, dict) or hint in (dict, Mapping)
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
+
+
+def _build(hint: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against ``hint`` and build dataclasses; ConfigError names the offending key."""
+    where = path or "config"
+    base, optional = _unwrap_optional(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required ({_type_name(base)})")
+    if dataclasses.is_dataclass(base):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a section (mapping), got {type(value).__name__}")
+        hints = typing.get_type_hints(base)
+        names = {f.name for f in dataclasses.fields(base)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ConfigError(f"{path + '.' if path else ''}{unknown[0]}: unknown config key")
+        kwargs = {}
+        for f in dataclasses.fields(base):
+            sub = f"{path}.{f.name}" if path else f.name
+            if f.name not in value:
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                    continue
+                raise ConfigError(f"{sub}: missing config key")
+            kwargs[f.name] = _build(hints[f.name], value[f.name], sub)
+        return base(**kwargs)
+    if typing.get_origin(base) is Literal:
+        if value not in typing.get_args(base):
+            raise ConfigError(f"{where}: expected one of {_type_name(base)}, got {value!r}")
+        return value
+    if typing.get_origin(base) is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        item_type = typing.get_args(base)[0]
+        return tuple(_build(item_type, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if _is_mapping(base):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if base is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported config type {_type_name(base)}")
