@@ -67,7 +67,9 @@ def _print_status(st: object) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vectorlake", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", help="config environment: conf/<ENV>.yaml (default: $VECTORLAKE_ENV or local)")
+    parser.add_argument(
+        "--env", help="config environment: conf/<ENV>.yaml (default: $VECTORLAKE_ENV or local)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -232,7 +232,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    out = json.loads(json.dumps(data))  # a deep copy of plain YAML data
+    out: dict[str, Any] = json.loads(json.dumps(data))  # a deep copy of plain YAML data
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
@@ -344,7 +344,7 @@ def _build(hint: Any, value: Any, path: str) -> Any:
                     continue
                 raise ConfigError(f"{sub}: missing config key")
             kwargs[f.name] = _build(hints[f.name], value[f.name], sub)
-        return base(**kwargs)
+        return typing.cast(Any, base)(**kwargs)
     if typing.get_origin(base) is Literal:
         if value not in typing.get_args(base):
             raise ConfigError(f"{where}: expected one of {_type_name(base)}, got {value!r}")

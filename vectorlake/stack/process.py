@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
@@ -169,7 +170,9 @@ def stop(spec: ServerSpec, timeout_s: float = 60.0) -> bool:
 def last_log_error(path: Path, max_lines: int = 400) -> str:
     """The most telling line near the end of a log: the last error or exception, else the last line."""
     try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()[-max_lines:] if ln.strip()]
+        lines = [
+            ln.strip() for ln in path.read_text(errors="replace").splitlines()[-max_lines:] if ln.strip()
+        ]
     except OSError:
         return "no log written"
     for ln in reversed(lines):
@@ -189,10 +192,8 @@ def _alive(pid: int) -> bool:
     try:
         with Path(f"/proc/{pid}/stat").open() as f:
             if f.read().split(") ", 1)[1].startswith("Z"):
-                try:
+                with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
                 return False
     except (OSError, IndexError):
         return False
@@ -203,10 +204,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _hand_over(spec: ServerSpec, user: str) -> None:

@@ -108,7 +108,9 @@ def opensearch(cfg: Config) -> ServerSpec:
         if health.get("status") not in ("green", "yellow"):
             raise RuntimeError(f"cluster status {health.get('status')}")
         names = sorted({p["component"] for p in plugins})
-        return f"OpenSearch {info['version']['number']}, cluster {health['status']}, plugins: {', '.join(names)}"
+        return (
+            f"OpenSearch {info['version']['number']}, cluster {health['status']}, plugins: {', '.join(names)}"
+        )
 
     return ServerSpec(
         name="opensearch",
@@ -185,8 +187,18 @@ def kafka(cfg: Config) -> ServerSpec:
             import subprocess
 
             subprocess.run(
-                [java, *jvm, *classpath, KAFKA_STORAGE_TOOL, "format", "-t", cluster_id_file.read_text(),
-                 "-c", str(props), "--ignore-formatted"],
+                [
+                    java,
+                    *jvm,
+                    *classpath,
+                    KAFKA_STORAGE_TOOL,
+                    "format",
+                    "-t",
+                    cluster_id_file.read_text(),
+                    "-c",
+                    str(props),
+                    "--ignore-formatted",
+                ],
                 check=True,
                 capture_output=True,
             )
@@ -223,10 +235,12 @@ def moto_s3(cfg: Config) -> ServerSpec:
     url = f"http://{host}:{port}"
 
     def health() -> str:
-        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=3) as resp:  # noqa: S310
-            data = json.loads(resp.read())
-        buckets = len(data.get("s3", {}).get("FakeBucket", []))
-        return f"moto S3, {buckets} bucket(s)"
+        # an S3 ListBuckets call: the same API the pipeline uses, answered without credentials by moto
+        with urllib.request.urlopen(f"{url}/", timeout=3) as resp:  # noqa: S310 - loopback URL from config
+            body = resp.read().decode()
+        if "ListAllMyBucketsResult" not in body:
+            raise RuntimeError(f"unexpected answer to ListBuckets: {body[:80]!r}")
+        return f"moto S3, {body.count('<Bucket>')} bucket(s)"
 
     base.mkdir(parents=True, exist_ok=True)
     return ServerSpec(

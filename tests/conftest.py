@@ -1,0 +1,42 @@
+"""Shared fixtures. Markers follow the directory: tests/unit -> unit, tests/integration -> integration, ..."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vectorlake.config import Config, load_config
+
+_MARKERS = {"unit", "integration", "dags", "e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for marker in _MARKERS.intersection(parts):
+            item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture(scope="session")
+def cfg() -> Config:
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def spark(cfg: Config) -> Iterator[object]:
+    """One SparkSession for the whole run, built the way every job builds it."""
+    from vectorlake.spark import build_session
+
+    session = build_session(cfg, app_name="vectorlake-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A name no other test uses, for topics, indexes, buckets and models (clean state per test)."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    return f"t-{base}-{uuid.uuid4().hex[:8]}"

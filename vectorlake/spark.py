@@ -1,0 +1,74 @@
+"""The SparkSession builder: Delta Lake and the Kafka source from jars cached by `make setup`.
+
+No master is chosen here: it comes from config (`spark.master`, e.g. ``local[2]`` in conf/local.yaml) or,
+when that is null, from spark-submit or the cluster. Nothing is downloaded at session start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vectorlake.config import Config
+from vectorlake.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def cached_jars(jars_dir: str | None) -> list[str]:
+    """The jars Spark must load (Delta, spark-sql-kafka and what they need that pyspark lacks)."""
+    if jars_dir is None:
+        return []
+    found = sorted(str(p) for p in Path(jars_dir).glob("*.jar"))
+    if not any("delta-spark" in Path(j).name for j in found):
+        raise ConfigError(
+            f"spark.jars_dir: no Delta jars in {jars_dir}; run `make setup` (or set it to null when the "
+            f"cluster provides Delta and the Kafka connector)"
+        )
+    return found
+
+
+def session_conf(cfg: Config) -> dict[str, str]:
+    """Every Spark setting vectorlake applies, as plain key/values (pure, so it can be tested)."""
+    conf = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        "spark.driver.memory": cfg.spark.driver_memory,
+        "spark.sql.session.timeZone": "UTC",
+        # Delta's change data feed on every new table is decided per table, not here
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
+    }
+    jars = cached_jars(cfg.spark.jars_dir)
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
+    if cfg.s3_endpoint_url and cfg.lake.root.startswith("s3a://"):
+        conf.update(
+            {
+                "spark.hadoop.fs.s3a.endpoint": cfg.s3_endpoint_url,
+                "spark.hadoop.fs.s3a.path.style.access": "true",
+            }
+        )
+    conf.update(cfg.spark.conf)
+    return conf
+
+
+def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
+    """Get or create the SparkSession for ``cfg``; the master is config's (or the launcher's) choice."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name or cfg.spark.app_name)
+    if cfg.spark.master:
+        builder = builder.master(cfg.spark.master)
+    for key, value in session_conf(cfg).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
