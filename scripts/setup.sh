@@ -40,7 +40,7 @@ check_tools() {
 
 python_env() {
   local h
-  h="$(inputs_hash constraints.txt setup.py pyproject.toml)"
+  h="$(inputs_hash constraints.txt setup.py)"
   if stamp_ok .venv/.vectorlake-stamp "$h"; then echo "    up to date"; return; fi
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   local uv_pin
