@@ -1,0 +1,165 @@
+"""The listing-state semantics: order-independent, idempotent, batch-independent (hypothesis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vectorlake.lake.registers import CatalogState, fold, listing_event, media_event, policy_event, served
+
+LISTINGS = ["L1", "L2", "L3"]
+SELLERS = ["s1", "s2"]
+IMAGES = ["i1", "i2", "i3"]
+
+ts = st.integers(min_value=0, max_value=50)
+
+
+@st.composite
+def listing_events(draw: st.DrawFn) -> dict[str, Any]:
+    op = draw(st.sampled_from(["UPSERT", "UPSERT", "DELETE"]))
+    e: dict[str, Any] = {"listing_id": draw(st.sampled_from(LISTINGS)), "event_ts": draw(ts), "op": op}
+    if op == "UPSERT":
+        optional = {
+            "title": st.sampled_from(["red chair", "blue lamp", "oak table"]),
+            "description": st.text(max_size=5),
+            "image_ids": st.lists(st.sampled_from(IMAGES), max_size=3, unique=True),
+            "seller_id": st.sampled_from(SELLERS),
+            "locale": st.sampled_from(["en-US", "de-DE"]),
+            "category_id": st.sampled_from(["c1", "c2"]),
+            "attributes": st.dictionaries(
+                st.sampled_from(["color", "price"]), st.one_of(st.none(), st.integers(0, 9)), max_size=2
+            ),
+        }
+        for name, strategy in optional.items():
+            if draw(st.booleans()):
+                e[name] = draw(strategy)
+    return e
+
+
+@st.composite
+def media_events(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "listing_id": draw(st.sampled_from(LISTINGS)),
+        "image_id": draw(st.sampled_from(IMAGES)),
+        "event_ts": draw(ts),
+        "op": draw(st.sampled_from(["ADDED", "ADDED", "REMOVED"])),
+        "url": f"file:///img/{draw(st.integers(0, 3))}.jpg",
+    }
+
+
+@st.composite
+def policy_events(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "seller_id": draw(st.sampled_from(SELLERS)),
+        "event_ts": draw(ts),
+        "status": draw(st.sampled_from(["ACTIVE", "SUPPRESSED"])),
+    }
+
+
+@st.composite
+def event_multisets(draw: st.DrawFn) -> list[CatalogState]:
+    kinds = st.one_of(
+        listing_events().map(lambda e: ("l", e)),
+        media_events().map(lambda e: ("m", e)),
+        policy_events().map(lambda e: ("p", e)),
+    )
+    raw = draw(st.lists(kinds, min_size=1, max_size=30))
+    builders = {"l": listing_event, "m": media_event, "p": policy_event}
+    # event ids are unique per event; duplicates are the same event (same id) delivered again
+    return [builders[k]({**e, "event_id": f"e{n:03d}"}) for n, (k, e) in enumerate(raw)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=event_multisets(), data=st.data())
+def test_any_order_duplicates_and_batching_give_the_same_state(
+    events: list[CatalogState], data: st.DataObject
+) -> None:
+    reference = fold(events)
+    shuffled = data.draw(st.permutations(events))
+    dupes = data.draw(st.lists(st.sampled_from(events), max_size=10))
+    replayed = shuffled + dupes
+    cut = data.draw(st.integers(0, len(replayed)))
+    batched = fold([fold(replayed[:cut]), fold(replayed[cut:])])  # two micro-batches
+    assert batched == reference
+    assert fold([reference, reference]) == reference  # idempotent: a replay changes nothing
+    assert served(batched) == served(reference)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=event_multisets(), extra=event_multisets())
+def test_the_version_never_decreases_as_events_arrive(
+    events: list[CatalogState], extra: list[CatalogState]
+) -> None:
+    before = fold(events)
+    after = before.merge(fold(extra))
+    old = {lid: s.version for lid, s in served(before).items()}
+    for lid, s in served(after).items():
+        if lid in old:
+            assert s.version >= old[lid]
+
+
+def _l(eid: str, t: int, op: str = "UPSERT", **fields: Any) -> CatalogState:
+    return listing_event({"event_id": eid, "listing_id": "L1", "event_ts": t, "op": op, **fields})
+
+
+def test_partial_updates_merge_per_field_and_per_attribute() -> None:
+    state = fold(
+        [
+            _l("a", 10, title="red chair", seller_id="s1", attributes={"color": "red", "price": 5}),
+            _l("b", 20, attributes={"price": 7}),
+            _l("c", 15, title="older title"),  # late, but newer than the first title
+        ]
+    )
+    doc = served(state)["L1"]
+    assert doc.title == "older title"
+    assert dict(doc.attributes) == {"color": "red", "price": 7}
+    assert doc.version == 20
+    removed = served(state.merge(_l("d", 30, attributes={"color": None})))["L1"]
+    assert dict(removed.attributes) == {"price": 7}
+
+
+def test_delete_hides_older_writes_and_a_later_upsert_revives() -> None:
+    created = _l("a", 10, title="chair", locale="en-US")
+    deleted = fold([created, _l("d", 20, op="DELETE")])
+    assert served(deleted) == {}
+    assert served(fold([deleted, _l("late", 15, title="late edit")])) == {}  # older than the delete
+    revived = served(fold([deleted, _l("r", 30, title="chair again")]))["L1"]
+    assert revived.title == "chair again"
+    assert revived.locale is None  # written before the delete: hidden
+    assert revived.version == 30
+
+
+def test_primary_image_follows_media_whichever_arrives_first() -> None:
+    listing = _l("a", 10, title="lamp", image_ids=["i1", "i2"])
+    image2 = media_event(
+        {"event_id": "m2", "listing_id": "L1", "image_id": "i2", "event_ts": 5, "op": "ADDED", "url": "u2"}
+    )
+    image1 = media_event(
+        {"event_id": "m1", "listing_id": "L1", "image_id": "i1", "event_ts": 40, "op": "ADDED", "url": "u1"}
+    )
+    gone1 = media_event(
+        {"event_id": "m3", "listing_id": "L1", "image_id": "i1", "event_ts": 50, "op": "REMOVED"}
+    )
+    assert served(fold([listing]))["L1"].primary_image_id is None
+    doc = served(fold([image2, listing]))["L1"]  # image before the listing
+    assert (doc.primary_image_id, doc.primary_image_url) == ("i2", "u2")
+    doc = served(fold([listing, image2, image1]))["L1"]  # the first of image_ids wins once it is added
+    assert (doc.primary_image_id, doc.primary_image_url, doc.version) == ("i1", "u1", 40)
+    assert served(fold([listing, image2, image1, gone1]))["L1"].primary_image_id == "i2"
+
+
+def test_suppressed_sellers_are_not_served_and_come_back_when_active() -> None:
+    listing = _l("a", 10, title="lamp", seller_id="s1")
+    suppress = policy_event({"event_id": "p1", "seller_id": "s1", "event_ts": 20, "status": "SUPPRESSED"})
+    restore = policy_event({"event_id": "p2", "seller_id": "s1", "event_ts": 30, "status": "ACTIVE"})
+    assert served(fold([listing, suppress])) == {}
+    doc = served(fold([restore, listing, suppress]))["L1"]
+    assert (doc.policy_status, doc.version, doc.title) == ("ACTIVE", 30, "lamp")
+
+
+def test_same_timestamp_ties_break_on_event_id() -> None:
+    a = _l("e1", 10, title="from e1")
+    b = _l("e2", 10, title="from e2")
+    assert served(fold([a, b]))["L1"].title == served(fold([b, a]))["L1"].title == "from e2"
