@@ -16,8 +16,9 @@ Rules:
 - Media: one register per (listing, image); the primary image is the first of ``image_ids`` whose
   latest media record is ADDED. Seller policy: one register per seller; no record means ACTIVE.
 - A listing is served when it is live and its seller is not SUPPRESSED.
-- ``version`` is the newest ``event_ts_ms`` among the events the served state depends on; it never
-  decreases as events are added, which is what the index's external versioning needs.
+- ``version`` is the newest ``event_ts_ms`` among the listing's own events, its media and the policy of
+  every seller it has named; it never decreases as events are added, which is what the index's external
+  versioning needs.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class ListingRegisters:
     attributes: Mapping[str, Register] = field(default_factory=dict)
     last_upsert: Key | None = None
     last_delete: Key | None = None
+    # every seller the listing ever named (a grow-only set): their policy changes count towards the
+    # version even after the listing moves to another seller, so the version cannot go down
+    sellers: frozenset[str] = frozenset()
 
     def merge(self, other: ListingRegisters) -> ListingRegisters:
         return ListingRegisters(
@@ -59,6 +63,7 @@ class ListingRegisters:
             attributes=_merge_maps(self.attributes, other.attributes),
             last_upsert=_max_key(self.last_upsert, other.last_upsert),
             last_delete=_max_key(self.last_delete, other.last_delete),
+            sellers=self.sellers | other.sellers,
         )
 
     @property
@@ -102,7 +107,14 @@ def listing_event(e: Mapping[str, Any]) -> CatalogState:
     fields = {name: Register(key, e[name]) for name in LISTING_FIELDS if e.get(name) is not None}
     attrs = {k: Register(key, v) for k, v in (e.get("attributes") or {}).items()}
     return CatalogState(
-        listings={e["listing_id"]: ListingRegisters(fields=fields, attributes=attrs, last_upsert=key)}
+        listings={
+            e["listing_id"]: ListingRegisters(
+                fields=fields,
+                attributes=attrs,
+                last_upsert=key,
+                sellers=frozenset([e["seller_id"]]) if e.get("seller_id") is not None else frozenset(),
+            )
+        }
     )
 
 
@@ -160,8 +172,7 @@ def served(state: CatalogState) -> dict[str, ServedListing]:
         keys = [r.key for r in regs.fields.values()] + [r.key for r in regs.attributes.values()]
         keys += [k for k in (regs.last_upsert, regs.last_delete) if k is not None]
         keys += [r.key for (m_lid, _), r in state.media.items() if m_lid == lid]
-        if policy is not None:
-            keys.append(policy.key)
+        keys += [state.policy[s].key for s in regs.sellers if s in state.policy]
         out[lid] = ServedListing(
             listing_id=lid,
             version=max(k[0] for k in keys),
