@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import urllib.request
 import uuid
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vectorlake.config import Config
+from vectorlake.errors import StackError
 from vectorlake.stack.process import ServerSpec
 
 OPENSEARCH_VERSION = "2.19.6"
@@ -26,16 +29,12 @@ KAFKA_STORAGE_TOOL = "kafka.tools.StorageTool"
 
 def java_home(cfg: Config) -> Path:
     """The JDK every JVM server runs on: stack.java_home, else $JAVA_HOME, else the one `java` is from."""
-    import os
-
     if cfg.stack.java_home:
         return Path(cfg.stack.java_home)
     if os.environ.get("JAVA_HOME"):
         return Path(os.environ["JAVA_HOME"])
     java = shutil.which("java")
     if java is None:
-        from vectorlake.errors import StackError
-
         raise StackError("no Java found: install a Java 17 JDK or set JAVA_HOME")
     return Path(java).resolve().parent.parent
 
@@ -184,8 +183,6 @@ def kafka(cfg: Config) -> ServerSpec:
             if not cluster_id_file.exists():
                 # Kafka's own Uuid text form: url-safe base64 of 16 random bytes, unpadded
                 cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
-            import subprocess
-
             subprocess.run(
                 [
                     java,
