@@ -239,7 +239,6 @@ def moto_s3(cfg: Config) -> ServerSpec:
             raise RuntimeError(f"unexpected answer to ListBuckets: {body[:80]!r}")
         return f"moto S3, {body.count('<Bucket>')} bucket(s)"
 
-    base.mkdir(parents=True, exist_ok=True)
     return ServerSpec(
         name="s3 (moto)",
         address=url,
