@@ -106,6 +106,17 @@ class SourcesConfig:
     landing_dir: str
     starting_offsets: Literal["earliest", "latest"]
     topics: TopicsConfig
+    dedup_watermark: str
+    trigger_interval: str
+    max_files_per_trigger: int | None
+    max_offsets_per_trigger: int | None
+    fail_on_data_loss: bool
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    categories: str
+    locales: str
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ class Config:
     mlflow: MlflowConfig
     lake: LakeConfig
     sources: SourcesConfig
+    reference: ReferenceConfig
     spark: SparkConfig
     warehouse: WarehouseConfig
 
@@ -183,6 +195,8 @@ _PATH_KEYS = {
     ("lake", "root"),
     ("lake", "checkpoint_root"),
     ("sources", "landing_dir"),
+    ("reference", "categories"),
+    ("reference", "locales"),
     ("spark", "jars_dir"),
     ("warehouse", "duckdb_path"),
     ("stack", "java_home"),

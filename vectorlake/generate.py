@@ -598,36 +598,42 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def write_landing(catalog: Catalog, out_dir: Path, files_per_kind: int = 4) -> dict[str, int]:
+def write_landing(
+    catalog: Catalog,
+    out_dir: Path,
+    files_per_kind: int = 4,
+    streams: bool = True,
+    rate_per_s: float | None = None,
+) -> dict[str, int]:
     """Write the catalog as a landing folder and return the number of lines (or files) per kind.
 
     Layout: `images/<image_id>.jpg` (written first, so media events never point at a missing file),
     `<kind>/part-NNNNN.jsonl` for each stream in emission order, `queries.jsonl`, and `manifest.json`
     last. Every file is written atomically; rewriting the same catalog gives the same files, and part
     files left from an earlier write with more parts are removed.
+
+    `streams=False` writes everything but the event files (for a run that sends the events to Kafka).
+    With `rate_per_s`, events are written as they would arrive: one file per kind each second holding
+    about `rate_per_s` lines in emission order, instead of `files_per_kind` files at once.
     """
     if files_per_kind < 1:
         raise VectorlakeError(f"files_per_kind must be at least 1, got {files_per_kind}")
+    if rate_per_s is not None and rate_per_s <= 0:
+        raise VectorlakeError(f"rate_per_s must be positive, got {rate_per_s}")
     counts: dict[str, int] = {}
     image_dir = out_dir / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
     for image_id, jpeg in sorted(catalog.images.items()):
         _write_atomic(image_dir / f"{image_id}.jpg", jpeg)
-    for kind, lines in catalog.streams().items():
-        folder = out_dir / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        n_files = min(files_per_kind, len(lines))
-        written = set()
-        for part in range(n_files):
-            chunk = lines[part * len(lines) // n_files : (part + 1) * len(lines) // n_files]
-            path = folder / f"part-{part:05d}.jsonl"
-            _write_atomic(path, b"".join(line + b"\n" for line in chunk))
-            written.add(path.name)
-        for stale in sorted(folder.glob("part-*.jsonl")):
-            if stale.name not in written:
-                log.info("removing %s, left from an earlier write", stale)
-                stale.unlink()
-        counts[kind] = len(lines)
+    if streams and rate_per_s is not None:
+        counts.update(_trickle(catalog, out_dir, rate_per_s))
+    elif streams:
+        for kind, lines in catalog.streams().items():
+            counts[kind] = len(lines)
+            n = min(files_per_kind, len(lines))
+            _write_parts(
+                out_dir / kind, [lines[p * len(lines) // n : (p + 1) * len(lines) // n] for p in range(n)]
+            )
     counts["images"] = len(catalog.images)
     counts["queries"] = len(catalog.queries)
     queries = b"".join(
@@ -645,6 +651,40 @@ def write_landing(catalog: Catalog, out_dir: Path, files_per_kind: int = 4) -> d
     _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
     log.info("wrote landing folder %s: %s", out_dir, counts)
     return counts
+
+
+def _write_parts(folder: Path, chunks: list[list[bytes]]) -> None:
+    """Write `chunks` as part-00000.jsonl, ... and remove part files left from an earlier, longer write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = set()
+    for part, chunk in enumerate(chunks):
+        path = folder / f"part-{part:05d}.jsonl"
+        _write_atomic(path, b"".join(line + b"\n" for line in chunk))
+        written.add(path.name)
+    for stale in sorted(folder.glob("part-*.jsonl")):
+        if stale.name not in written:
+            log.info("removing %s, left from an earlier write", stale)
+            stale.unlink()
+
+
+def _trickle(catalog: Catalog, out_dir: Path, rate_per_s: float) -> dict[str, int]:
+    """Write one file per kind and second, `rate_per_s` lines per second in emission order."""
+    streams = catalog.streams()
+    order = catalog.emission_order or [(k, i) for k in KINDS for i in range(len(streams[k]))]
+    step = max(1, round(rate_per_s))
+    for kind in KINDS:
+        _write_parts(out_dir / kind, [])  # a fresh run starts with no part files
+    began = time.monotonic()
+    for second, start in enumerate(range(0, len(order), step)):
+        by_kind: dict[str, list[bytes]] = {}
+        for kind, i in order[start : start + step]:
+            by_kind.setdefault(kind, []).append(streams[kind][i])
+        for kind, lines in by_kind.items():
+            _write_atomic(
+                out_dir / kind / f"part-{second:05d}.jsonl", b"".join(line + b"\n" for line in lines)
+            )
+        time.sleep(max(0.0, began + (second + 1) * step / rate_per_s - time.monotonic()))
+    return {kind: len(lines) for kind, lines in streams.items()}
 
 
 def kafka_key(kind: str, line: bytes) -> bytes | None:

@@ -7,68 +7,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import raw_events
 from vectorlake.lake.registers import CatalogState, fold, listing_event, media_event, policy_event, served
-
-LISTINGS = ["L1", "L2", "L3"]
-SELLERS = ["s1", "s2"]
-IMAGES = ["i1", "i2", "i3"]
-
-ts = st.integers(min_value=0, max_value=50)
-
-
-@st.composite
-def listing_events(draw: st.DrawFn) -> dict[str, Any]:
-    op = draw(st.sampled_from(["UPSERT", "UPSERT", "DELETE"]))
-    e: dict[str, Any] = {"listing_id": draw(st.sampled_from(LISTINGS)), "event_ts": draw(ts), "op": op}
-    if op == "UPSERT":
-        optional = {
-            "title": st.sampled_from(["red chair", "blue lamp", "oak table"]),
-            "description": st.text(max_size=5),
-            "image_ids": st.lists(st.sampled_from(IMAGES), max_size=3, unique=True),
-            "seller_id": st.sampled_from(SELLERS),
-            "locale": st.sampled_from(["en-US", "de-DE"]),
-            "category_id": st.sampled_from(["c1", "c2"]),
-            "attributes": st.dictionaries(
-                st.sampled_from(["color", "price"]), st.one_of(st.none(), st.integers(0, 9)), max_size=2
-            ),
-        }
-        for name, strategy in optional.items():
-            if draw(st.booleans()):
-                e[name] = draw(strategy)
-    return e
-
-
-@st.composite
-def media_events(draw: st.DrawFn) -> dict[str, Any]:
-    return {
-        "listing_id": draw(st.sampled_from(LISTINGS)),
-        "image_id": draw(st.sampled_from(IMAGES)),
-        "event_ts": draw(ts),
-        "op": draw(st.sampled_from(["ADDED", "ADDED", "REMOVED"])),
-        "url": f"file:///img/{draw(st.integers(0, 3))}.jpg",
-    }
-
-
-@st.composite
-def policy_events(draw: st.DrawFn) -> dict[str, Any]:
-    return {
-        "seller_id": draw(st.sampled_from(SELLERS)),
-        "event_ts": draw(ts),
-        "status": draw(st.sampled_from(["ACTIVE", "SUPPRESSED"])),
-    }
 
 
 @st.composite
 def event_multisets(draw: st.DrawFn, prefix: str = "e") -> list[CatalogState]:
-    kinds = st.one_of(
-        listing_events().map(lambda e: ("l", e)),
-        media_events().map(lambda e: ("m", e)),
-        policy_events().map(lambda e: ("p", e)),
-    )
-    raw = draw(st.lists(kinds, min_size=1, max_size=30))
-    builders = {"l": listing_event, "m": media_event, "p": policy_event}
-    # event ids are unique per event; duplicates are the same event (same id) delivered again
-    return [builders[k]({**e, "event_id": f"{prefix}{n:03d}"}) for n, (k, e) in enumerate(raw)]
+    builders = {"listing_changes": listing_event, "media": media_event, "seller_policy": policy_event}
+    return [builders[kind](e) for kind, e in draw(raw_events(prefix))]
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,170 @@
+"""One micro-batch of ingest: quarantine, bronze and the silver merge, each write idempotent.
+
+`deduplicate` is the streaming part (a watermark on the receive time bounds the dedup state; event time is
+never used to drop anything). `BatchWriter` is the ``foreachBatch`` function. Its writes, in order:
+
+1. quarantine and ``bronze/<kind>``: appends with ``txnAppId`` = the query id and ``txnVersion`` = the
+   batch id, so a replayed batch is skipped by Delta;
+2. silver/media and silver/seller_policy: MERGEs that keep the newer record per key (idempotent);
+3. the new listing rows are computed from the registers already in silver/listings plus this batch, then
+   ``silver/listing_versions`` gets the rows whose state changed (a txn append), and last silver/listings
+   is MERGEd. The versions append comes first: if the job dies between the two, the replay skips the
+   append and redoes the MERGE; the other order would lose the version rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vectorlake import contracts
+from vectorlake.lake import silver
+from vectorlake.lake.reference import Reference
+from vectorlake.lake.tables import LakeTables
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def deduplicate(parsed: DataFrame, watermark: str) -> DataFrame:
+    """Drop repeated (kind, event_id) pairs received within `watermark` of each other (e.g. "2 hours").
+
+    Rejected records are never deduplicated: each one goes to quarantine. The watermark is on
+    ``received_at`` (the batch time, monotonic and fixed per batch on replay), so a late event, however
+    old its event_ts, is never dropped as late.
+    """
+    from pyspark.sql import functions as F
+
+    key = F.expr(
+        "CASE WHEN rejection IS NULL THEN concat(kind, ':', event_id) ELSE concat('rejected:', uuid()) END"
+    )
+    return (
+        parsed.withColumn("_dedup_key", key)
+        .withWatermark("received_at", watermark)
+        .dropDuplicatesWithinWatermark(["_dedup_key"])
+        .drop("_dedup_key")
+    )
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    batch_id: int
+    accepted: int
+    quarantined: int
+    changed_listings: int
+    seconds: float
+
+
+def _append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    (
+        df.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", str(batch_id))
+        .save(path)
+    )
+
+
+@dataclass
+class BatchWriter:
+    """The ``foreachBatch`` function of the ingest query (also usable on a static DataFrame)."""
+
+    tables: LakeTables
+    reference: Reference
+    app_id: str | None = None  # None: the streaming query's id, which lives in its checkpoint
+    counts: dict[int, BatchCounts] = field(default_factory=dict)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        began = time.monotonic()
+        spark = batch.sparkSession
+        app_id = self.app_id or spark.sparkContext.getLocalProperty("sql.streaming.queryId")
+        if not app_id:
+            raise RuntimeError("BatchWriter needs app_id outside a streaming query")
+        app_id = f"vectorlake-ingest-{app_id}"
+        batch = batch.persist()
+        try:
+            quarantine = contracts.quarantine_rows(batch)
+            _append(quarantine, self.tables.quarantine, app_id, batch_id)
+            events = {}
+            for kind in contracts.KINDS:
+                events[kind] = contracts.valid_rows(batch, kind)
+                _append(events[kind], self.tables.bronze(kind), app_id, batch_id)
+            (tally,) = batch.selectExpr(
+                "count_if(rejection IS NULL) AS accepted", "count_if(rejection IS NOT NULL) AS quarantined"
+            ).collect()
+            accepted, quarantined = int(tally["accepted"]), int(tally["quarantined"])
+            changed = self._merge_silver(spark, events, batch_id, app_id) if accepted else 0
+        finally:
+            batch.unpersist()
+        counts = BatchCounts(batch_id, accepted, quarantined, changed, time.monotonic() - began)
+        self.counts[batch_id] = counts
+        log.debug("batch %d written: %s", batch_id, counts)
+
+    def _merge_silver(
+        self, spark: SparkSession, events: dict[str, DataFrame], batch_id: int, app_id: str
+    ) -> int:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        t = self.tables
+        for kind, path, keys, deltas in (
+            ("media", t.media, ("listing_id", "image_id"), silver.media_deltas),
+            ("seller_policy", t.seller_policy, ("seller_id",), silver.policy_deltas),
+        ):
+            condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+            (
+                DeltaTable.forPath(spark, path)
+                .alias("t")
+                .merge(deltas(events[kind]).alias("s"), condition)
+                .whenMatchedUpdateAll(condition=silver.NEWER)
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+        current = spark.read.format("delta").load(t.listings)
+        listing_deltas = silver.listing_deltas(events["listing_changes"])
+        sellers = events["seller_policy"].select("seller_id").distinct()
+        touched = (
+            listing_deltas.select("listing_id")
+            .union(events["media"].select("listing_id"))
+            .union(
+                current.select("listing_id", F.explode("registers.sellers").alias("seller_id"))
+                .join(sellers, "seller_id", "left_semi")
+                .select("listing_id")
+            )
+            .distinct()
+        )
+        before = current.join(touched, "listing_id", "left_semi")
+        merged = silver.merge_registers(before.select("listing_id", "registers"), listing_deltas)
+        media = spark.read.format("delta").load(t.media)
+        policy = spark.read.format("delta").load(t.seller_policy)
+        rows = silver.derive(merged, media, policy, self.reference)
+        old = before.select(
+            "listing_id", F.col("state_hash").alias("_old_state"), F.col("reg_hash").alias("_old_regs")
+        )
+        changed = (
+            rows.join(old, "listing_id", "left")
+            .where("_old_state IS NULL OR _old_state <> state_hash OR _old_regs <> reg_hash")
+            .localCheckpoint(eager=True)  # computed once, from the table as it was before this batch
+        )
+        versions = changed.where("_old_state IS NULL OR _old_state <> state_hash").select(
+            *silver.STATE_COLUMNS,
+            "state_hash",
+            F.lit(batch_id).cast("bigint").alias("batch_id"),
+            F.current_timestamp().alias("recorded_at"),
+        )
+        _append(versions, t.listing_versions, app_id, batch_id)
+        updates = changed.drop("_old_state", "_old_regs")
+        (
+            DeltaTable.forPath(spark, t.listings)
+            .alias("t")
+            .merge(updates.alias("s"), "t.listing_id = s.listing_id")
+            .whenMatchedUpdateAll(condition="t.state_hash <> s.state_hash OR t.reg_hash <> s.reg_hash")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+        return int(changed.count())

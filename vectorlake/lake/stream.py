@@ -1,0 +1,188 @@
+"""The ingest streaming job: source -> parse -> dedup -> foreachBatch(quarantine, bronze, silver).
+
+    vectorlake stream --source files|kafka [--once]
+
+One query per source, named ``vectorlake_ingest_<source>``, with its checkpoint at
+``<checkpoint root>/ingest_<source>``. ``once`` processes everything available and returns (availableNow);
+otherwise micro-batches run every ``sources.trigger_interval`` until SIGTERM or SIGINT, which lets the
+running batch finish and then stops the query. Each micro-batch logs one progress line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Literal
+
+from vectorlake import contracts
+from vectorlake.config import Config
+from vectorlake.errors import ConfigError, VectorlakeError
+from vectorlake.lake import ingest, sources
+from vectorlake.lake.reference import load_reference
+from vectorlake.lake.tables import LakeTables, ensure_tables
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
+
+Source = Literal["files", "kafka"]
+SOURCES: tuple[Source, ...] = ("files", "kafka")
+_INTERVAL = re.compile(r"^\s*[0-9]+\s+(millisecond|second|minute|hour|day)s?\s*$")
+_STOP_GRACE_S = 300.0
+
+
+@dataclass(frozen=True)
+class StreamTotals:
+    batches: int
+    rows_in: int
+    accepted: int
+    duplicates: int
+    quarantined: int
+
+    def line(self) -> str:
+        return (
+            f"{self.batches} micro-batches: {self.rows_in} in, {self.accepted} accepted, "
+            f"{self.duplicates} duplicates, {self.quarantined} quarantined"
+        )
+
+
+def checkpoint_path(cfg: Config, source: Source) -> str:
+    return f"{cfg.checkpoint_root.rstrip('/')}/ingest_{source}"
+
+
+def _check_interval(name: str, value: str) -> str:
+    if not _INTERVAL.match(value):
+        raise ConfigError(f"{name}: expected an interval like '2 hours' or '10 seconds', got {value!r}")
+    return value.strip()
+
+
+def validate(cfg: Config, source: str) -> tuple[str, str]:
+    """Check what the stream needs from config before a session is built: (watermark, trigger interval)."""
+    if source not in SOURCES:
+        raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    return (
+        _check_interval("sources.dedup_watermark", cfg.sources.dedup_watermark),
+        _check_interval("sources.trigger_interval", cfg.sources.trigger_interval),
+    )
+
+
+def start(
+    spark: SparkSession, cfg: Config, source: Source, once: bool, landing_dir: str | None = None
+) -> tuple[StreamingQuery, ingest.BatchWriter]:
+    """Start the ingest query (tables are created first); returns it with its batch writer."""
+    watermark, interval = validate(cfg, source)
+    tables = LakeTables(cfg.lake.root)
+    writer = ingest.BatchWriter(tables, load_reference(cfg.reference.categories, cfg.reference.locales))
+    ensure_tables(spark, tables)
+    if source == "kafka":
+        sources.ensure_topics(cfg)
+        raw = sources.read_kafka(spark, cfg)
+    else:
+        raw = sources.read_landing(spark, cfg, landing_dir)
+    parsed = ingest.deduplicate(contracts.parse_events(raw), watermark)
+    stream = (
+        parsed.writeStream.queryName(f"vectorlake_ingest_{source}")
+        .option("checkpointLocation", checkpoint_path(cfg, source))
+        .foreachBatch(writer)
+    )
+    stream = stream.trigger(availableNow=True) if once else stream.trigger(processingTime=interval)
+    return stream.start(), writer
+
+
+def progress_line(batch_id: int, rows_in: int, counts: ingest.BatchCounts | None, seconds: float) -> str:
+    if counts is None:
+        return f"batch {batch_id}: {rows_in} in, {seconds:.1f} s"
+    duplicates = rows_in - counts.accepted - counts.quarantined
+    return (
+        f"batch {batch_id}: {rows_in} in, {counts.accepted} accepted, {duplicates} duplicates, "
+        f"{counts.quarantined} quarantined, {counts.changed_listings} listings changed, {seconds:.1f} s"
+    )
+
+
+def run(
+    spark: SparkSession,
+    cfg: Config,
+    source: Source,
+    once: bool,
+    landing_dir: str | None = None,
+    stop: threading.Event | None = None,
+) -> StreamTotals:
+    """Run the ingest query until it finishes (``once``) or `stop` is set / SIGTERM arrives."""
+    stop = stop or threading.Event()
+    query, writer = start(spark, cfg, source, once, landing_dir)
+    log.info(
+        "ingest from %s started (query %s, checkpoint %s)", source, query.id, checkpoint_path(cfg, source)
+    )
+    restore = _on_signals(stop)
+    seen: set[int] = set()
+    totals = [0, 0, 0, 0, 0]
+    try:
+        while query.isActive:
+            query.awaitTermination(0.5)
+            _report(query, writer, seen, totals)
+            if stop.is_set() and query.isActive:
+                _stop_gracefully(query)
+        _report(query, writer, seen, totals)
+        error = query.exception()
+        if error is not None:
+            raise VectorlakeError(f"the ingest stream failed: {str(error).splitlines()[0]}") from None
+    finally:
+        restore()
+        if query.isActive:
+            query.stop()
+    batches, rows_in, accepted, quarantined, _ = totals
+    result = StreamTotals(batches, rows_in, accepted, rows_in - accepted - quarantined, quarantined)
+    log.info("ingest from %s done: %s", source, result.line())
+    return result
+
+
+def _report(query: StreamingQuery, writer: ingest.BatchWriter, seen: set[int], totals: list[int]) -> None:
+    for p in query.recentProgress:
+        if p.batchId in seen:
+            continue
+        seen.add(p.batchId)
+        counts = writer.counts.get(p.batchId)
+        if p.numInputRows == 0 and (counts is None or counts.accepted + counts.quarantined == 0):
+            continue  # the no-data batches Spark runs to advance the watermark
+        seconds = p.durationMs.get("triggerExecution", 0) / 1000
+        log.info("%s", progress_line(p.batchId, p.numInputRows, counts, seconds))
+        totals[0] += 1
+        totals[1] += p.numInputRows
+        if counts is not None:
+            totals[2] += counts.accepted
+            totals[3] += counts.quarantined
+
+
+def _stop_gracefully(query: StreamingQuery) -> None:
+    """Let a running micro-batch finish, then stop; a batch cut short would be replayed anyway."""
+    log.info("stopping: waiting for the running micro-batch to finish")
+    deadline = time.monotonic() + _STOP_GRACE_S
+    while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    query.stop()
+
+
+def _on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Route SIGTERM and SIGINT to `stop` (main thread only); returns what restores the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore

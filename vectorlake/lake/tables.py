@@ -1,0 +1,94 @@
+"""Where each lake table lives and what it looks like: ``<lake root>/<layer>/<table>``.
+
+`ensure_tables` creates any missing table with its schema, so every reader and the first MERGE find it.
+silver/listings has the change data feed on; the embedding stage reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vectorlake import contracts
+from vectorlake.lake import silver
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+_EVENT_TYPES = contracts.event_columns() | {"source": "string", "received_at": "timestamp"}
+
+
+@dataclass(frozen=True)
+class LakeTables:
+    root: str
+
+    def path(self, layer: str, name: str) -> str:
+        return f"{self.root.rstrip('/')}/{layer}/{name}"
+
+    def bronze(self, kind: str) -> str:
+        return self.path("bronze", kind)
+
+    @property
+    def quarantine(self) -> str:
+        return self.path("quarantine", "events")
+
+    @property
+    def listings(self) -> str:
+        return self.path("silver", "listings")
+
+    @property
+    def listing_versions(self) -> str:
+        return self.path("silver", "listing_versions")
+
+    @property
+    def media(self) -> str:
+        return self.path("silver", "media")
+
+    @property
+    def seller_policy(self) -> str:
+        return self.path("silver", "seller_policy")
+
+
+QUARANTINE_COLUMNS = {
+    "kind": "string",
+    "source": "string",
+    "received_at": "timestamp",
+    "reason": "string",
+    "detail": "string",
+    "payload": "binary",
+    "payload_text": "string",
+}
+VERSION_COLUMNS = {c: silver.LISTING_COLUMNS[c] for c in (*silver.STATE_COLUMNS, "state_hash")} | {
+    "batch_id": "bigint",
+    "recorded_at": "timestamp",
+}
+
+
+def schemas(tables: LakeTables) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """path -> (columns, table properties) for every table the ingest writes."""
+    out: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+        tables.bronze(kind): ({c: _EVENT_TYPES[c] for c in contracts.bronze_columns(kind)}, {})
+        for kind in contracts.KINDS
+    }
+    out[tables.quarantine] = (QUARANTINE_COLUMNS, {})
+    out[tables.listings] = (silver.LISTING_COLUMNS, {"delta.enableChangeDataFeed": "true"})
+    out[tables.listing_versions] = (VERSION_COLUMNS, {})
+    out[tables.media] = (silver.MEDIA_COLUMNS, {})
+    out[tables.seller_policy] = (silver.POLICY_COLUMNS, {})
+    return out
+
+
+def ensure_tables(spark: SparkSession, tables: LakeTables) -> None:
+    """Create every ingest table that does not exist yet (idempotent)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import StructType, _parse_datatype_string
+
+    for path, (columns, properties) in schemas(tables).items():
+        schema = _parse_datatype_string(
+            "struct<" + ", ".join(f"`{c}`: {t}" for c, t in columns.items()) + ">"
+        )
+        assert isinstance(schema, StructType)
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        for key, value in properties.items():
+            builder = builder.property(key, value)
+        builder.execute()
