@@ -162,12 +162,24 @@ def _report(query: StreamingQuery, writer: ingest.BatchWriter, seen: set[int], t
 
 
 def _stop_gracefully(query: StreamingQuery) -> None:
-    """Let a running micro-batch finish, then stop; a batch cut short would be replayed anyway."""
-    log.info("stopping: waiting for the running micro-batch to finish")
+    """Let the running micro-batch commit, then stop; the next batch, if it has begun, is cut short.
+
+    Spark has no "stop after this batch", so this is the closest: a batch cut short is replayed from the
+    checkpoint on restart, and every write being idempotent makes that safe either way.
+    """
+    last = query.lastProgress
+    done = last.batchId if last is not None else -1
+    log.info("stopping: waiting for the running micro-batch to commit")
     deadline = time.monotonic() + _STOP_GRACE_S
-    while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while query.isActive and time.monotonic() < deadline:
+        last = query.lastProgress
+        if last is not None and last.batchId > done:
+            break  # the batch that was running has committed
+        if not query.status["isTriggerActive"]:
+            break  # idle between triggers
+        time.sleep(0.1)
     query.stop()
+    log.info("stopped after batch %s", query.lastProgress.batchId if query.lastProgress else "none")
 
 
 def _on_signals(stop: threading.Event) -> Callable[[], None]:
