@@ -79,6 +79,8 @@ class BatchWriter:
     counts: dict[int, BatchCounts] = field(default_factory=dict)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
         began = time.monotonic()
         spark = batch.sparkSession
         app_id = self.app_id or spark.sparkContext.getLocalProperty("sql.streaming.queryId")
@@ -87,17 +89,24 @@ class BatchWriter:
         app_id = f"vectorlake-ingest-{app_id}"
         batch = batch.persist()
         try:
-            quarantine = contracts.quarantine_rows(batch)
-            _append(quarantine, self.tables.quarantine, app_id, batch_id)
+            # one pass to count; an empty part is not written at all (skipping a txnVersion is allowed)
+            tally = {
+                (r["kind"], r["ok"]): int(r["n"])
+                for r in batch.groupBy("kind", batch.rejection.isNull().alias("ok"))
+                .agg(F.count("*").alias("n"))
+                .collect()
+            }
+            quarantined = sum(n for (_, ok), n in tally.items() if not ok)
+            if quarantined:
+                _append(contracts.quarantine_rows(batch), self.tables.quarantine, app_id, batch_id)
             events = {}
             for kind in contracts.KINDS:
                 events[kind] = contracts.valid_rows(batch, kind)
-                _append(events[kind], self.tables.bronze(kind), app_id, batch_id)
-            (tally,) = batch.selectExpr(
-                "count_if(rejection IS NULL) AS accepted", "count_if(rejection IS NOT NULL) AS quarantined"
-            ).collect()
-            accepted, quarantined = int(tally["accepted"]), int(tally["quarantined"])
-            changed = self._merge_silver(spark, events, batch_id, app_id) if accepted else 0
+                if tally.get((kind, True)):
+                    _append(events[kind], self.tables.bronze(kind), app_id, batch_id)
+            accepted = sum(n for (_, ok), n in tally.items() if ok)
+            present = {kind for (kind, ok), n in tally.items() if ok and n}
+            changed = self._merge_silver(spark, events, present, batch_id, app_id) if present else 0
         finally:
             batch.unpersist()
         counts = BatchCounts(batch_id, accepted, quarantined, changed, time.monotonic() - began)
@@ -105,8 +114,14 @@ class BatchWriter:
         log.debug("batch %d written: %s", batch_id, counts)
 
     def _merge_silver(
-        self, spark: SparkSession, events: dict[str, DataFrame], batch_id: int, app_id: str
+        self,
+        spark: SparkSession,
+        events: dict[str, DataFrame],
+        present: set[str],
+        batch_id: int,
+        app_id: str,
     ) -> int:
+        """Merge the batch into silver; `present` names the kinds that have accepted events."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
@@ -115,6 +130,8 @@ class BatchWriter:
             ("media", t.media, ("listing_id", "image_id"), silver.media_deltas),
             ("seller_policy", t.seller_policy, ("seller_id",), silver.policy_deltas),
         ):
+            if kind not in present:
+                continue
             condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
             (
                 DeltaTable.forPath(spark, path)
@@ -127,17 +144,15 @@ class BatchWriter:
 
         current = spark.read.format("delta").load(t.listings)
         listing_deltas = silver.listing_deltas(events["listing_changes"])
-        sellers = events["seller_policy"].select("seller_id").distinct()
-        touched = (
-            listing_deltas.select("listing_id")
-            .union(events["media"].select("listing_id"))
-            .union(
+        touched = listing_deltas.select("listing_id").union(events["media"].select("listing_id"))
+        if "seller_policy" in present:  # every listing that ever named one of these sellers
+            sellers = events["seller_policy"].select("seller_id").distinct()
+            touched = touched.union(
                 current.select("listing_id", F.explode("registers.sellers").alias("seller_id"))
                 .join(sellers, "seller_id", "left_semi")
                 .select("listing_id")
             )
-            .distinct()
-        )
+        touched = touched.distinct()
         before = current.join(touched, "listing_id", "left_semi")
         merged = silver.merge_registers(before.select("listing_id", "registers"), listing_deltas)
         media = spark.read.format("delta").load(t.media)
@@ -157,6 +172,9 @@ class BatchWriter:
             F.lit(batch_id).cast("bigint").alias("batch_id"),
             F.current_timestamp().alias("recorded_at"),
         )
+        n_changed = int(changed.count())
+        if n_changed == 0:
+            return 0
         _append(versions, t.listing_versions, app_id, batch_id)
         updates = changed.drop("_old_state", "_old_regs")
         (
@@ -167,4 +185,4 @@ class BatchWriter:
             .whenNotMatchedInsertAll()
             .execute()
         )
-        return int(changed.count())
+        return n_changed
