@@ -1,7 +1,7 @@
 """Benchmark (not a test): events/s of the ingest's bronze + silver stage, and its cost over a plain upsert.
 
     .venv/bin/python bench/bench_ingest.py [--sizes 10000,100000,1000000] [--batch-size 100000]
-                                           [--shuffle-partitions N] [--profile] [--out PATH]
+                                           [--repeats 1] [--shuffle-partitions N] [--profile] [--out PATH]
 
 For each size N, the generator makes a catalog (listing changes, media, seller policy, with its duplicates,
 late events and poison lines) and the first N raw records in emission order are cut into micro-batches of
@@ -18,8 +18,11 @@ source, received_at), which is not timed. Then, on the same cached batch and in 
   listing change row by listing_id (no per-field registers, no media/policy join, no versions).
 
 Ours and the baseline write to separate fresh lakes under a temporary folder (deleted at the end) and take
-turns batch by batch (which goes first alternates). The streaming dedup (``deduplicate``) is not part of
-the stage measured: duplicates reach both. The JVM is warmed up first with a small untimed run of each.
+turns batch by batch (which goes first alternates by batch and repeat). ``received_at`` is a per-batch
+literal, as in a stream, and differs by 1 ms between the two so that each compiles its own code.
+``--repeats R`` runs every size R times on fresh lakes and reports the median totals. The streaming
+dedup (``deduplicate``) is not part of the stage measured: duplicates reach both. The JVM is warmed up
+first with a small untimed run of each.
 
 Prints one row per size (events, batches, seconds and events/s of each, ratio = ours / baseline time) and
 writes the numbers with the machine's facts to ``bench/results/ingest.json`` (``--out``). ``--profile``
@@ -32,13 +35,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
+import hashlib
 import importlib.metadata
 import inspect
 import json
-import linecache
 import os
 import platform
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -101,6 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--shuffle-partitions", type=_positive, default=None, help="override spark.sql.shuffle.partitions"
     )
+    p.add_argument("--repeats", type=_positive, default=1, help="runs per size, fresh lakes each (median)")
     p.add_argument("--profile", action="store_true", help="also time the steps of each stage")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON results go")
     return p.parse_args(argv)
@@ -131,6 +138,31 @@ class StepTimer:
         out = dict(self.seconds)
         self.seconds.clear()
         return out
+
+
+def library_state() -> dict[str, Any]:
+    """The commit, uncommitted changes under vectorlake/ and conf/, and a hash of each module measured."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        except OSError:
+            return ""
+        return done.stdout.strip()
+
+    modules = (contracts, ingest, silver)
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted": git("status", "--porcelain", "--", "vectorlake", "conf").splitlines(),
+        "sha256": {
+            Path(m.__file__ or "").name: hashlib.sha256(Path(m.__file__ or "").read_bytes()).hexdigest()[:16]
+            for m in modules
+        },
+    }
+
+
+_LOADED = library_state()  # as close to the import as possible: the code that runs is the code hashed
+_INGEST_LINES = Path(ingest.__file__).read_text().splitlines()  # for step labels, as imported
 
 
 def _ingest_caller() -> inspect.Traceback | None:
@@ -208,7 +240,8 @@ def instrument_batch_writer(timer: StepTimer, lake_root: Callable[[], str]) -> N
             caller = _ingest_caller()
             if caller is None:
                 return _orig(self, *args, **kwargs)
-            text = linecache.getline(caller.filename, caller.lineno).strip().split("#")[0].strip()
+            line = _INGEST_LINES[caller.lineno - 1] if caller.lineno <= len(_INGEST_LINES) else ""
+            text = line.split("#")[0].strip()
             with timer.step(f"{_name} (ingest.py:{caller.lineno}: {text[:40]})"):
                 return _orig(self, *args, **kwargs)
 
@@ -247,6 +280,11 @@ def _upsert(
         .whenNotMatchedInsertAll()
         .execute()
     )
+
+
+def ours_batch(writer: ingest.BatchWriter, raw: DataFrame, batch_id: int) -> None:
+    """Our stage on one batch: parse, then the ingest's foreachBatch function."""
+    writer(contracts.parse_events(raw), batch_id)
 
 
 def baseline_batch(tables: LakeTables, raw: DataFrame, batch_id: int, timer: StepTimer | None) -> None:
@@ -337,8 +375,8 @@ def make_dataset(events: int, batch_size: int, folder: Path) -> Dataset:
     return Dataset(len(order), batch_dirs, by_kind, generate_s, spec_json)
 
 
-def load_batch(spark: SparkSession, batch_dir: Path, batch_id: int) -> DataFrame:
-    """One batch as cached raw records, the columns every source produces (as read_landing builds them)."""
+def load_batch(spark: SparkSession, batch_dir: Path) -> DataFrame:
+    """One batch as cached raw records (kind, value, source), read the way read_landing reads them."""
     from pyspark.sql import functions as F
 
     parts = []
@@ -349,13 +387,24 @@ def load_batch(spark: SparkSession, batch_dir: Path, batch_id: int) -> DataFrame
                 F.lit(kind).alias("kind"),
                 F.col("value").cast("binary").alias("value"),
                 F.col("_metadata.file_path").alias("source"),
-                F.expr(f"timestamp_millis({_T0_MS + 1000 * batch_id})").alias("received_at"),
             )
         )
     raw = parts[0].unionByName(parts[1]).unionByName(parts[2])
     raw = raw.repartition(spark.sparkContext.defaultParallelism).persist()
     raw.count()
     return raw
+
+
+def with_received_at(cached: DataFrame, batch_id: int, skew_ms: int) -> DataFrame:
+    """The raw records with received_at, the batch's time: a literal, as in a streaming micro-batch.
+
+    Spark inlines the literal into generated code, so each batch compiles its parse anew, as a stream
+    does. The two stages get times `skew_ms` apart so that neither reuses the other's compiled code.
+    """
+    from pyspark.sql import functions as F
+
+    ts = F.expr(f"timestamp_millis({_T0_MS + 1000 * batch_id + skew_ms})").alias("received_at")
+    return cached.select(*contracts.RAW_COLUMNS[:-1], ts)
 
 
 def jvm_cpu_s(spark: SparkSession) -> float:
@@ -375,6 +424,7 @@ class SizeResult:
     events: int
     batches: int
     batch_size: int
+    repeats: int  # seconds below are medians over the repeats (each on fresh lakes)
     ours_s: float
     ours_eps: float
     baseline_s: float
@@ -389,8 +439,10 @@ class SizeResult:
     accepted: int
     quarantined: int
     changed_listings: int
-    ours_batch_s: list[float]
-    baseline_batch_s: list[float]
+    ours_repeat_s: list[float]
+    baseline_repeat_s: list[float]
+    ours_batch_s: list[list[float]]  # per repeat, per batch
+    baseline_batch_s: list[list[float]]
     spec: dict[str, Any]
     profile: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -400,11 +452,13 @@ def run_size(
     reference: Reference,
     events: int,
     batch_size: int,
+    repeats: int,
     work: Path,
     timer: StepTimer | None,
     lake_root: dict[str, str],
     quiet: bool = False,
 ) -> SizeResult:
+    """Generate one data set, then run ours and the baseline over its batches `repeats` times."""
     folder = Path(tempfile.mkdtemp(prefix=f"n{events}-", dir=work))
     try:
         data = make_dataset(events, batch_size, folder)
@@ -414,66 +468,66 @@ def run_size(
                 f"{data.by_kind}, {len(data.batch_dirs)} batch(es)",
                 flush=True,
             )
-        ours_tables = LakeTables(str(folder / "lake-ours"))
-        base_tables = LakeTables(str(folder / "lake-baseline"))
-        ensure_tables(spark, ours_tables)
-        ensure_baseline_tables(spark, base_tables)
-        writer = ingest.BatchWriter(ours_tables, reference, app_id="bench")
-        ours_s: list[float] = []
-        base_s: list[float] = []
-        profile: dict[str, dict[str, float]] = {"ours": defaultdict(float), "baseline": defaultdict(float)}
-
+        seconds: dict[str, list[list[float]]] = {"ours": [], "baseline": []}  # per repeat, per batch
         cpu = {"ours": 0.0, "baseline": 0.0}
-
-        def ours(raw: DataFrame, batch_id: int) -> None:
-            lake_root["root"] = ours_tables.root
-            cpu0, began = jvm_cpu_s(spark), time.perf_counter()
-            writer(contracts.parse_events(raw), batch_id)
-            ours_s.append(time.perf_counter() - began)
-            cpu["ours"] += jvm_cpu_s(spark) - cpu0
-
-        def baseline(raw: DataFrame, batch_id: int) -> None:
-            lake_root["root"] = base_tables.root
-            cpu0, began = jvm_cpu_s(spark), time.perf_counter()
-            baseline_batch(base_tables, raw, batch_id, timer)
-            base_s.append(time.perf_counter() - began)
-            cpu["baseline"] += jvm_cpu_s(spark) - cpu0
-
+        profile: dict[str, dict[str, float]] = {"ours": defaultdict(float), "baseline": defaultdict(float)}
         load_before = os.getloadavg()[0]
-
-        for batch_id, batch_dir in enumerate(data.batch_dirs):
-            raw = load_batch(spark, batch_dir, batch_id)
-            try:
-                order = (("ours", ours), ("baseline", baseline))
-                for name, stage in order if batch_id % 2 == 0 else order[::-1]:
-                    stage(raw, batch_id)
-                    if timer:
-                        for label, s in timer.take().items():
-                            profile[name][label] += s
-            finally:
-                raw.unpersist()
-            if not quiet:
-                print(
-                    f"    batch {batch_id}: ours {ours_s[-1]:.2f} s, baseline {base_s[-1]:.2f} s "
-                    f"(load {os.getloadavg()[0]:.1f})",
-                    flush=True,
-                )
+        counts: list[ingest.BatchCounts] = []
+        for repeat in range(repeats):
+            lakes = folder / f"lakes-{repeat}"
+            ours_tables, base_tables = LakeTables(str(lakes / "ours")), LakeTables(str(lakes / "baseline"))
+            ensure_tables(spark, ours_tables)
+            ensure_baseline_tables(spark, base_tables)
+            writer = ingest.BatchWriter(ours_tables, reference, app_id="bench")
+            stages: dict[str, tuple[LakeTables, int, Callable[[DataFrame, int], None]]] = {
+                "ours": (ours_tables, 0, functools.partial(ours_batch, writer)),
+                "baseline": (base_tables, 1, functools.partial(baseline_batch, base_tables, timer=timer)),
+            }
+            for name in seconds:
+                seconds[name].append([])
+            for batch_id, batch_dir in enumerate(data.batch_dirs):
+                cached = load_batch(spark, batch_dir)
+                try:
+                    names = ["ours", "baseline"] if (repeat + batch_id) % 2 == 0 else ["baseline", "ours"]
+                    for name in names:
+                        tables, skew_ms, stage = stages[name]
+                        raw = with_received_at(cached, batch_id, skew_ms)
+                        lake_root["root"] = tables.root
+                        cpu0, began = jvm_cpu_s(spark), time.perf_counter()
+                        stage(raw, batch_id)
+                        seconds[name][-1].append(time.perf_counter() - began)
+                        cpu[name] += jvm_cpu_s(spark) - cpu0
+                        if timer:
+                            for label, s in timer.take().items():
+                                profile[name][label] += s
+                finally:
+                    cached.unpersist()
+                if not quiet:
+                    print(
+                        f"    repeat {repeat} batch {batch_id} ({names[0]} first): "
+                        f"ours {seconds['ours'][-1][-1]:.2f} s, baseline {seconds['baseline'][-1][-1]:.2f} s "
+                        f"(load {os.getloadavg()[0]:.1f})",
+                        flush=True,
+                    )
+            counts = list(writer.counts.values())
+        totals = {name: [sum(run) for run in runs] for name, runs in seconds.items()}
         if timer:
-            for name, times in (("ours", ours_s), ("baseline", base_s)):
-                profile[name]["(other: planning, persist, driver)"] = sum(times) - sum(profile[name].values())
-        counts = list(writer.counts.values())
-        total_ours, total_base = sum(ours_s), sum(base_s)
+            for name in profile:
+                other = sum(totals[name]) - sum(profile[name].values())
+                profile[name]["(other: planning, persist, driver)"] = other
+        ours_s, base_s = statistics.median(totals["ours"]), statistics.median(totals["baseline"])
         return SizeResult(
             events=data.events,
             batches=len(data.batch_dirs),
             batch_size=min(batch_size, data.events),
-            ours_s=round(total_ours, 3),
-            ours_eps=round(data.events / total_ours, 1),
-            baseline_s=round(total_base, 3),
-            baseline_eps=round(data.events / total_base, 1),
-            ratio=round(total_ours / total_base, 3),
-            ours_cpu_s=round(cpu["ours"], 2),
-            baseline_cpu_s=round(cpu["baseline"], 2),
+            repeats=repeats,
+            ours_s=round(ours_s, 3),
+            ours_eps=round(data.events / ours_s, 1),
+            baseline_s=round(base_s, 3),
+            baseline_eps=round(data.events / base_s, 1),
+            ratio=round(ours_s / base_s, 3),
+            ours_cpu_s=round(cpu["ours"] / repeats, 2),
+            baseline_cpu_s=round(cpu["baseline"] / repeats, 2),
             cpu_ratio=round(cpu["ours"] / cpu["baseline"], 3),
             loadavg_1m=(round(load_before, 2), round(os.getloadavg()[0], 2)),
             generate_s=round(data.generate_s, 2),
@@ -481,10 +535,12 @@ def run_size(
             accepted=sum(c.accepted for c in counts),
             quarantined=sum(c.quarantined for c in counts),
             changed_listings=sum(c.changed_listings for c in counts),
-            ours_batch_s=[round(s, 3) for s in ours_s],
-            baseline_batch_s=[round(s, 3) for s in base_s],
+            ours_repeat_s=[round(s, 3) for s in totals["ours"]],
+            baseline_repeat_s=[round(s, 3) for s in totals["baseline"]],
+            ours_batch_s=[[round(s, 3) for s in run] for run in seconds["ours"]],
+            baseline_batch_s=[[round(s, 3) for s in run] for run in seconds["baseline"]],
             spec=data.spec,
-            profile={k: {label: round(s, 3) for label, s in v.items()} for k, v in profile.items()}
+            profile={k: {label: round(s / repeats, 3) for label, s in v.items()} for k, v in profile.items()}
             if timer
             else {},
         )
@@ -527,13 +583,25 @@ def _cpu_model() -> str:
 
 
 def print_table(results: Sequence[SizeResult]) -> None:
-    head = ("events", "batches", "batch", "ours s", "ours ev/s", "base s", "base ev/s", "ratio", "cpu ratio")
+    head = [
+        "events",
+        "batches",
+        "batch",
+        "repeats",
+        "ours_s",
+        "ours_ev/s",
+        "base_s",
+        "base_ev/s",
+        "ratio",
+        "cpu_ratio",
+    ]
     print(" ".join(f"{h:>10}" for h in head))
     for r in results:
         row = (
             r.events,
             r.batches,
             r.batch_size,
+            r.repeats,
             f"{r.ours_s:.2f}",
             f"{r.ours_eps:,.0f}",
             f"{r.baseline_s:.2f}",
@@ -568,15 +636,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
     try:
         print(f"warm-up: {WARMUP_EVENTS} events in batches of {WARMUP_BATCH}, not timed", flush=True)
-        run_size(spark, reference, WARMUP_EVENTS, WARMUP_BATCH, work, timer, lake_root, quiet=True)
+        run_size(spark, reference, WARMUP_EVENTS, WARMUP_BATCH, 1, work, timer, lake_root, quiet=True)
         if timer:
             timer.take()
         results = []
         for size in args.sizes:
-            results.append(run_size(spark, reference, size, args.batch_size, work, timer, lake_root))
+            results.append(
+                run_size(spark, reference, size, args.batch_size, args.repeats, work, timer, lake_root)
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    changed = library_state()["sha256"] != _LOADED["sha256"]
+    if changed:
+        print("warning: vectorlake's source changed on disk during the run; the JSON records the hashes")
     print()
+    print(f"vectorlake at {_LOADED['commit'][:12]}, uncommitted changes: {_LOADED['uncommitted'] or 'none'}")
     print_table(results)
     if timer:
         print_profile(results)
@@ -586,6 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join([".venv/bin/python", "bench/bench_ingest.py", *sys.argv[1:]]),
         "wall_s": round(time.perf_counter() - began, 1),
         "machine": machine_facts(spark),
+        "library": _LOADED,
+        "library_changed_during_run": changed,
         "design": {
             "batch_size": args.batch_size,
             "input_partitions_per_batch": spark.sparkContext.defaultParallelism,

@@ -153,8 +153,16 @@ class BatchWriter:
                 .select("listing_id")
             )
         touched = touched.distinct()
-        before = current.join(touched, "listing_id", "left_semi")
-        merged = silver.merge_registers(before.select("listing_id", "registers"), listing_deltas)
+        # materialized once each: derive() reads the registers several times, and so would rescan
+        # silver/listings and re-aggregate the batch every time
+        before = (
+            current.join(touched, "listing_id", "left_semi")
+            .select("listing_id", "registers", "state_hash", "reg_hash")
+            .localCheckpoint(eager=True)
+        )
+        merged = silver.merge_registers(
+            before.select("listing_id", "registers"), listing_deltas
+        ).localCheckpoint(eager=True)
         media = spark.read.format("delta").load(t.media)
         policy = spark.read.format("delta").load(t.seller_policy)
         rows = silver.derive(merged, media, policy, self.reference)
