@@ -36,11 +36,11 @@ import numpy as np
 from faker import Faker
 from PIL import Image
 
+from vectorlake.contracts import CONTRACTS, KINDS, MAX_DESCRIPTION_BYTES
 from vectorlake.errors import VectorlakeError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("listing_changes", "media", "seller_policy")
 POISON_REASONS = (
     "malformed_json",
     "invalid_utf8",
@@ -51,13 +51,8 @@ POISON_REASONS = (
     "description_too_large",
     "wrong_type",
 )
-MAX_DESCRIPTION_BYTES = 20 * 1024
-LISTING_FIELDS = ("title", "description", "attributes", "image_ids", "seller_id", "locale", "category_id")
-REQUIRED = {
-    "listing_changes": ("event_id", "listing_id", "event_ts", "op"),
-    "media": ("event_id", "listing_id", "image_id", "event_ts", "op", "url"),
-    "seller_policy": ("event_id", "seller_id", "event_ts", "status"),
-}
+LISTING_FIELDS = tuple(f.name for f in CONTRACTS["listing_changes"] if not f.required)
+REQUIRED = {kind: tuple(f.name for f in fields if f.required) for kind, fields in CONTRACTS.items()}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)

@@ -16,31 +16,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from vectorlake.contracts import CONTRACTS
 from vectorlake.errors import VectorlakeError
 from vectorlake.generate import POISON_REASONS, Catalog, GeneratorSpec, generate, send_kafka, write_landing
 
-FIELDS = {
-    "listing_changes": [
-        "event_id",
-        "listing_id",
-        "event_ts",
-        "op",
-        "title",
-        "description",
-        "attributes",
-        "image_ids",
-        "seller_id",
-        "locale",
-        "category_id",
-    ],
-    "media": ["event_id", "listing_id", "image_id", "event_ts", "op", "url", "sha256"],
-    "seller_policy": ["event_id", "seller_id", "event_ts", "status", "reason"],
-}
-REQUIRED = {
-    "listing_changes": ["event_id", "listing_id", "event_ts", "op"],
-    "media": ["event_id", "listing_id", "image_id", "event_ts", "op", "url"],
-    "seller_policy": ["event_id", "seller_id", "event_ts", "status"],
-}
+FIELDS = {kind: [f.name for f in fields] for kind, fields in CONTRACTS.items()}
+REQUIRED = {kind: [f.name for f in fields if f.required] for kind, fields in CONTRACTS.items()}
 OPS = {
     "listing_changes": ("op", {"UPSERT", "DELETE"}),
     "media": ("op", {"ADDED", "REMOVED"}),

@@ -59,7 +59,8 @@ class BatchCounts:
     seconds: float
 
 
-def _append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+def txn_append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append `df` to the Delta table at `path` once per (app_id, batch_id): a replayed batch is skipped."""
     (
         df.write.format("delta")
         .mode("append")
@@ -98,12 +99,12 @@ class BatchWriter:
             }
             quarantined = sum(n for (_, ok), n in tally.items() if not ok)
             if quarantined:
-                _append(contracts.quarantine_rows(batch), self.tables.quarantine, app_id, batch_id)
+                txn_append(contracts.quarantine_rows(batch), self.tables.quarantine, app_id, batch_id)
             events = {}
             for kind in contracts.KINDS:
                 events[kind] = contracts.valid_rows(batch, kind)
                 if tally.get((kind, True)):
-                    _append(events[kind], self.tables.bronze(kind), app_id, batch_id)
+                    txn_append(events[kind], self.tables.bronze(kind), app_id, batch_id)
             accepted = sum(n for (_, ok), n in tally.items() if ok)
             present = {kind for (kind, ok), n in tally.items() if ok and n}
             changed = self._merge_silver(spark, events, present, batch_id, app_id) if present else 0
@@ -183,7 +184,7 @@ class BatchWriter:
         n_changed = int(changed.count())
         if n_changed == 0:
             return 0
-        _append(versions, t.listing_versions, app_id, batch_id)
+        txn_append(versions, t.listing_versions, app_id, batch_id)
         updates = changed.drop("_old_state", "_old_regs")
         (
             DeltaTable.forPath(spark, t.listings)

@@ -277,44 +277,31 @@ def _sortable(column: str) -> Column:
     return F.col(column)
 
 
-def media_deltas(events: DataFrame) -> DataFrame:
-    """Media events -> the newest record per (listing_id, image_id), with the columns of silver/media."""
+def _newest(events: DataFrame, keys: tuple[str, ...], values: tuple[str, ...]) -> DataFrame:
+    """The newest event per key by (event_ts_ms, event_id): the keys, the values, then its time and id."""
     from pyspark.sql import functions as F
 
-    newest = events.groupBy("listing_id", "image_id").agg(
-        F.expr(
-            "max(named_struct('ts', event_ts_ms, 'eid', event_id, 'op', op, 'url', url, 'sha256', sha256))"
-        ).alias("m")
+    record = ", ".join(f"'{v}', {v}" for v in values)
+    newest = events.groupBy(*keys).agg(
+        F.expr(f"max(named_struct('ts', event_ts_ms, 'eid', event_id, {record}))").alias("r")
     )
     return newest.select(
-        "listing_id",
-        "image_id",
-        "m.op",
-        "m.url",
-        "m.sha256",
-        F.expr("timestamp_millis(m.ts)").alias("event_ts"),
-        F.col("m.ts").alias("event_ts_ms"),
-        F.col("m.eid").alias("event_id"),
+        *keys,
+        *[f"r.{v}" for v in values],
+        F.expr("timestamp_millis(r.ts)").alias("event_ts"),
+        F.col("r.ts").alias("event_ts_ms"),
+        F.col("r.eid").alias("event_id"),
     )
+
+
+def media_deltas(events: DataFrame) -> DataFrame:
+    """Media events -> the newest record per (listing_id, image_id), with the columns of silver/media."""
+    return _newest(events, ("listing_id", "image_id"), ("op", "url", "sha256"))
 
 
 def policy_deltas(events: DataFrame) -> DataFrame:
     """Seller policy events -> the newest record per seller, with the columns of silver/seller_policy."""
-    from pyspark.sql import functions as F
-
-    newest = events.groupBy("seller_id").agg(
-        F.expr(
-            "max(named_struct('ts', event_ts_ms, 'eid', event_id, 'status', status, 'reason', reason))"
-        ).alias("p")
-    )
-    return newest.select(
-        "seller_id",
-        "p.status",
-        "p.reason",
-        F.expr("timestamp_millis(p.ts)").alias("event_ts"),
-        F.col("p.ts").alias("event_ts_ms"),
-        F.col("p.eid").alias("event_id"),
-    )
+    return _newest(events, ("seller_id",), ("status", "reason"))
 
 
 # MERGE condition: the source record s is newer than the target record t

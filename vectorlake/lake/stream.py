@@ -122,15 +122,15 @@ def run(
         "ingest from %s started (query %s, checkpoint %s)", source, query.id, checkpoint_path(cfg, source)
     )
     restore = _on_signals(stop)
+    rows_in: dict[int, int] = {}  # batch id -> input rows, for every batch with data
     seen: set[int] = set()
-    totals = [0, 0, 0, 0, 0]
     try:
         while query.isActive:
             query.awaitTermination(0.5)
-            _report(query, writer, seen, totals)
+            _report(query, writer, seen, rows_in)
             if stop.is_set() and query.isActive:
                 _stop_gracefully(query)
-        _report(query, writer, seen, totals)
+        _report(query, writer, seen, rows_in)
         error = query.exception()
         if error is not None:
             raise VectorlakeError(f"the ingest stream failed: {str(error).splitlines()[0]}") from None
@@ -138,13 +138,19 @@ def run(
         restore()
         if query.isActive:
             query.stop()
-    batches, rows_in, accepted, quarantined, _ = totals
-    result = StreamTotals(batches, rows_in, accepted, rows_in - accepted - quarantined, quarantined)
+    counted = [writer.counts[b] for b in rows_in if b in writer.counts]
+    accepted = sum(c.accepted for c in counted)
+    quarantined = sum(c.quarantined for c in counted)
+    total_in = sum(rows_in.values())
+    result = StreamTotals(len(rows_in), total_in, accepted, total_in - accepted - quarantined, quarantined)
     log.info("ingest from %s done: %s", source, result.line())
     return result
 
 
-def _report(query: StreamingQuery, writer: ingest.BatchWriter, seen: set[int], totals: list[int]) -> None:
+def _report(
+    query: StreamingQuery, writer: ingest.BatchWriter, seen: set[int], rows_in: dict[int, int]
+) -> None:
+    """Log a progress line for each batch not seen yet, and note the input rows of those with data."""
     for p in query.recentProgress:
         if p.batchId in seen:
             continue
@@ -154,11 +160,7 @@ def _report(query: StreamingQuery, writer: ingest.BatchWriter, seen: set[int], t
             continue  # the no-data batches Spark runs to advance the watermark
         seconds = p.durationMs.get("triggerExecution", 0) / 1000
         log.info("%s", progress_line(p.batchId, p.numInputRows, counts, seconds))
-        totals[0] += 1
-        totals[1] += p.numInputRows
-        if counts is not None:
-            totals[2] += counts.accepted
-            totals[3] += counts.quarantined
+        rows_in[p.batchId] = p.numInputRows
 
 
 def _stop_gracefully(query: StreamingQuery) -> None:
