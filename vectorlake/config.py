@@ -64,6 +64,46 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    alias: str
+    source: str
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    text_weight: float
+    image_weight: float
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    text_model: ModelConfig
+    image_model: ModelConfig
+    text_attributes: tuple[str, ...]
+    chunk_overlap_tokens: int
+    batch_size: int
+    arrow_batch_size: int
+    device: Literal["auto", "cpu", "cuda"]
+    torch_threads: int | None
+    fusion: FusionConfig
+    image_fetch_timeout_s: float
+    model_cache_dir: str | None
+    trigger_interval: str
+    max_files_per_trigger: int | None
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    bulk_docs: int
+    bulk_bytes: int
+    max_retries: int
+    backoff_initial_s: float
+    backoff_max_s: float
+    restart_delay_s: float
+
+
+@dataclass(frozen=True)
 class KafkaConfig:
     bootstrap_servers: str | None
     port: int
@@ -141,6 +181,8 @@ class Config:
     stack: StackConfig
     opensearch: OpenSearchConfig
     index: IndexConfig
+    embed: EmbedConfig
+    sink: SinkConfig
     kafka: KafkaConfig
     s3: S3Config
     mlflow: MlflowConfig
@@ -157,6 +199,10 @@ class Config:
     @property
     def checkpoint_root(self) -> str:
         return self.lake.checkpoint_root or f"{self.lake.root.rstrip('/')}/_checkpoints"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return Path(self.embed.model_cache_dir or self.state_dir / "models")
 
     @property
     def opensearch_hosts(self) -> tuple[str, ...]:
@@ -199,6 +245,7 @@ _PATH_KEYS = {
     ("reference", "locales"),
     ("spark", "jars_dir"),
     ("warehouse", "duckdb_path"),
+    ("embed", "model_cache_dir"),
     ("stack", "java_home"),
 }
 
