@@ -11,3 +11,11 @@ class ConfigError(VectorlakeError):
 
 class StackError(VectorlakeError):
     """A local server could not be started, stopped or reached."""
+
+
+class IndexUnavailable(VectorlakeError):
+    """Index writes keep failing (429, 5xx, connection errors) after the retries, or cannot be sent at all."""
+
+
+class IndexStateError(VectorlakeError):
+    """An index alias or generation is not in the expected shape (e.g. a plain index named like the alias)."""

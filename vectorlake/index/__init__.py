@@ -1,0 +1,1 @@
+"""The vector index: mappings, generations behind aliases, the bulk sink (external versions), k-NN search."""

@@ -1,0 +1,108 @@
+"""Index generations: physical indexes ``<alias>_g<N>`` that are only ever reached through an alias."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from vectorlake.config import Config
+from vectorlake.errors import IndexStateError
+from vectorlake.index.mappings import index_body
+
+if TYPE_CHECKING:
+    from opensearchpy import OpenSearch
+
+log = logging.getLogger(__name__)
+
+
+def generation_name(alias: str, number: int) -> str:
+    """The physical index of generation ``number`` behind ``alias``."""
+    if number < 1:
+        raise ValueError(f"generation numbers start at 1, got {number}")
+    return f"{alias}_g{number}"
+
+
+def generation_number(alias: str, index: str) -> int | None:
+    """N for ``<alias>_g<N>``, None for any other name."""
+    match = re.fullmatch(re.escape(alias) + r"_g([1-9][0-9]*)", index)
+    return int(match.group(1)) if match else None
+
+
+def live_index(client: OpenSearch, alias: str) -> str | None:
+    """The index ``alias`` points at (its write index if it points at several), or None if no alias.
+
+    Raises IndexStateError if ``alias`` is a plain index, or points at several indexes with no write index.
+    """
+    from opensearchpy import NotFoundError
+
+    try:
+        found: Mapping[str, Any] = client.indices.get_alias(name=alias)
+    except NotFoundError:
+        if client.indices.exists(index=alias):
+            raise IndexStateError(
+                f"'{alias}' is a plain index, not an alias: move its documents to a generation "
+                f"('{alias}_g1') and delete it, then vectorlake creates the alias"
+            ) from None
+        return None
+    indexes = sorted(found)
+    if len(indexes) == 1:
+        return indexes[0]
+    writers = [i for i in indexes if found[i]["aliases"][alias].get("is_write_index")]
+    if len(writers) != 1:
+        raise IndexStateError(
+            f"alias '{alias}' points at {indexes} and none is its write index: "
+            "point it at one generation with one _aliases request"
+        )
+    return writers[0]
+
+
+def generations(client: OpenSearch, alias: str) -> list[str]:
+    """Every existing ``<alias>_g<N>`` index, by N, whether an alias points at it or not."""
+    found = client.indices.get(index=f"{alias}_g*", params={"expand_wildcards": "all"})
+    named = [(n, i) for i in found if (n := generation_number(alias, i)) is not None]
+    return [i for _, i in sorted(named)]
+
+
+def ensure_live_generation(
+    client: OpenSearch, cfg: Config, text_dim: int, image_dim: int, meta: Mapping[str, Any]
+) -> str:
+    """The live index behind ``cfg.index.alias``; if there is none, create the next generation with it.
+
+    The index and its alias are created by one request (the create body names the alias, as write
+    index), so no reader ever sees an index without its alias, and of two processes racing here one
+    creates the generation and the other finds it.
+    """
+    from opensearchpy import RequestError
+
+    alias = cfg.index.alias
+    live = live_index(client, alias)
+    if live is not None:
+        return live
+    existing = generations(client, alias)
+    number = 1 + max((generation_number(alias, i) or 0 for i in existing), default=0)
+    name = generation_name(alias, number)
+    body = index_body(cfg.index, text_dim, image_dim, meta)
+    body["aliases"] = {alias: {"is_write_index": True}}
+    try:
+        client.indices.create(index=name, body=body)
+    except RequestError as e:
+        if e.error != "resource_already_exists_exception":
+            raise
+        live = live_index(client, alias)  # another process created it first
+        if live is None:
+            raise IndexStateError(
+                f"index '{name}' exists but alias '{alias}' does not point at it: "
+                f"point the alias at the generation to serve, or delete '{name}'"
+            ) from e
+        return live
+    log.info("created index generation %s behind alias %s", name, alias)
+    return name
+
+
+def generation_meta(client: OpenSearch, index: str) -> dict[str, Any]:
+    """The ``_meta`` of an index's mapping (model versions, ...); {} if it has none."""
+    found = client.indices.get_mapping(index=index)
+    (mapping,) = found.values()
+    return dict(mapping["mappings"].get("_meta", {}))
