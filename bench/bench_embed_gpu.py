@@ -1,0 +1,247 @@
+"""Benchmark (not a test): the embedding stage on a GPU against the raw fp16 forward pass of the same models.
+
+    .venv/bin/python bench/bench_embed_gpu.py [--n 20000] [--images 2000] [--batch-sizes 64,256,1024,4096]
+                                              [--image-batch-sizes 64,256,1024] [--repeats 3] [--out PATH]
+    .venv/bin/python bench/bench_embed_gpu.py --device cpu --n 200 --images 32    # smoke check, no GPU
+
+On a machine without CUDA (and without ``--device cpu``) it exits 2 with a one-line message.
+
+Text: the listing texts of `bench_embed.py` (``--n`` generated listings through ``modelinput.text_input``).
+
+- ours: ``TextEncoder.encode(texts)`` end to end (one tokenizer call on the host, window chunking,
+  length-sorted batches, host-to-device copies, fp16 forward, pooling, copy back), at the configured
+  ``embed.batch_size`` and at each size of ``--batch-sizes``;
+- ceiling: the model's forward alone (``SentenceTransformer.forward``, fp16, ``torch.inference_mode``) over
+  the same texts tokenized beforehand (same windows, sorted by length, padded per batch, already on the
+  GPU), for each size of ``--batch-sizes``; the best is the ceiling.
+
+Images: ``--images`` JPEGs from the generator (320x240 crops of scikit-image photos).
+
+- ours: ``ImageEncoder.encode(jpegs)`` end to end (PIL decode with draft, the model's preprocessing, batch
+  forward, normalization), at the configured batch size and at each of ``--image-batch-sizes``;
+- ceiling: ``model.encode_image`` alone on preprocessed tensors already on the GPU, per batch size; best.
+
+Each measurement is warmed up, then timed ``--repeats`` times (best kept), with ``torch.cuda.synchronize``
+around the clock. Prints items/s and the ratio ours / ceiling (1.0 would mean the stage adds nothing to the
+model's own cost), and writes ``bench/results/embed_gpu.json`` (``--out``; a ``--device cpu`` run writes
+nothing unless ``--out`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_embed import _Parser, library_state, listing_texts, machine_facts, positive
+
+from vectorlake.config import load_config
+from vectorlake.embed import encoders, registry
+from vectorlake.generate import GeneratorSpec, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "bench" / "results" / "embed_gpu.json"
+SEED = 11
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected a comma-separated list like 64,256,1024")
+    return tuple(positive(p) for p in parts)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = _Parser(prog="bench_embed_gpu.py", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke check only")
+    p.add_argument("--n", type=positive, default=20_000, help="texts (listings)")
+    p.add_argument("--images", type=positive, default=2_000, help="JPEGs")
+    p.add_argument("--batch-sizes", type=_sizes, default=(64, 256, 1024, 4096), help="text batch sweep")
+    p.add_argument("--image-batch-sizes", type=_sizes, default=(64, 256, 1024), help="image batch sweep")
+    p.add_argument("--repeats", type=positive, default=3, help="timed runs per measurement; best kept")
+    p.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT} (cuda runs only)")
+    return p.parse_args(argv)
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
+    fn()  # warm-up: kernels, allocator, cuDNN autotuning
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def generated_jpegs(n: int) -> list[bytes]:
+    spec = GeneratorSpec(seed=SEED, listings=max(10, n // 2), events=max(10, n // 2), image_rate=1.0)
+    images = list(generate(spec, image_root=tempfile.gettempdir()).images.values())
+    return [images[i % len(images)] for i in range(n)]
+
+
+def text_ceiling(enc: encoders.TextEncoder, texts: Sequence[str], batch: int) -> Callable[[], None]:
+    """The fp16 forward alone over pre-tokenized, length-sorted, padded batches already on the device."""
+    import torch
+
+    chunks = sorted((c for cs in enc.chunk_ids(texts) for c in cs), key=len, reverse=True)
+    batches = []
+    for start in range(0, len(chunks), batch):
+        rows = chunks[start : start + batch]
+        ids: np.ndarray = np.zeros((len(rows), len(rows[0])), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for r, c in enumerate(rows):
+            ids[r, : len(c)] = c
+            mask[r, : len(c)] = 1
+        t_ids = torch.from_numpy(ids).to(enc.device)
+        batches.append(
+            {
+                "input_ids": t_ids,
+                "attention_mask": torch.from_numpy(mask).to(enc.device),
+                "token_type_ids": torch.zeros_like(t_ids),
+            }
+        )
+    model = enc._model  # the same module TextEncoder runs
+
+    def run() -> None:
+        with torch.inference_mode():
+            for features in batches:
+                model.forward(dict(features))["sentence_embedding"]
+
+    return run
+
+
+def image_ceiling(
+    enc: encoders.ImageEncoder, jpegs: Sequence[bytes], batch: int
+) -> tuple[Callable[[], None], int]:
+    """``encode_image`` alone on one preprocessed batch already on the device, run over and over; items."""
+    import torch
+
+    tensors = [enc._decode(j)[0] for j in jpegs[:batch]]
+    pixels = torch.stack([t for t in tensors if t is not None]).to(device=enc.device, dtype=enc.dtype)
+    reps = max(1, len(jpegs) // len(pixels))
+    model = enc._model
+
+    def run() -> None:
+        with torch.inference_mode():
+            for _ in range(reps):
+                model.encode_image(pixels)
+
+    return run, reps * len(pixels)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(
+            "bench_embed_gpu.py: no CUDA device here (use a GPU machine, or --device cpu for a smoke check)",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = load_config()
+    out_path = args.out or (DEFAULT_OUT if args.device == "cuda" else None)
+
+    def sync() -> None:
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+
+    began = time.perf_counter()
+    texts = listing_texts(cfg, args.n)
+    jpegs = generated_jpegs(args.images)
+    results: dict[str, Any] = {"text": {}, "image": {}}
+    with tempfile.TemporaryDirectory(prefix="vectorlake-bench-embed-gpu-") as tmp:
+        text_dir = registry.build_artifact("text", cfg.embed.text_model.source, Path(tmp) / "text")
+        image_dir = registry.build_artifact("image", cfg.embed.image_model.source, Path(tmp) / "image")
+
+        # --- text
+        ours_text: dict[int, float] = {}
+        for batch in sorted({cfg.embed.batch_size, *args.batch_sizes}):
+            enc = encoders.load_text_encoder(
+                str(text_dir), args.device, batch, cfg.embed.chunk_overlap_tokens, None
+            )
+            ours_text[batch] = args.n / best_seconds(functools.partial(enc.encode, texts), args.repeats, sync)
+            print(f"text ours     batch {batch:>5}: {ours_text[batch]:>10,.0f} items/s", flush=True)
+        ceiling_text: dict[int, float] = {}
+        for batch in args.batch_sizes:
+            run = text_ceiling(enc, texts, batch)
+            ceiling_text[batch] = args.n / best_seconds(run, args.repeats, sync)
+            print(f"text ceiling  batch {batch:>5}: {ceiling_text[batch]:>10,.0f} items/s", flush=True)
+        best_ceiling = max(ceiling_text.values())
+        results["text"] = {
+            "n": args.n,
+            "tokens_per_text_mean": round(
+                float(np.mean([len(c) for cs in enc.chunk_ids(texts) for c in cs])), 1
+            ),
+            "dtype": str(enc._model[0].auto_model.dtype),
+            "ours_items_per_s": {str(k): round(v, 1) for k, v in ours_text.items()},
+            "ceiling_items_per_s": {str(k): round(v, 1) for k, v in ceiling_text.items()},
+            "ratio_at_config_batch": round(ours_text[cfg.embed.batch_size] / best_ceiling, 3),
+            "ratio_best": round(max(ours_text.values()) / best_ceiling, 3),
+        }
+        del enc
+        encoders.load_text_encoder.cache_clear()
+
+        # --- images
+        ours_image: dict[int, float] = {}
+        for batch in sorted({cfg.embed.batch_size, *args.image_batch_sizes}):
+            ienc = encoders.load_image_encoder(str(image_dir), args.device, batch, None)
+            ours_image[batch] = args.images / best_seconds(
+                functools.partial(ienc.encode, jpegs), args.repeats, sync
+            )
+            print(f"image ours    batch {batch:>5}: {ours_image[batch]:>10,.0f} items/s", flush=True)
+        ceiling_image: dict[int, float] = {}
+        for batch in args.image_batch_sizes:
+            run, items = image_ceiling(ienc, jpegs, batch)
+            ceiling_image[batch] = items / best_seconds(run, args.repeats, sync)
+            print(f"image ceiling batch {batch:>5}: {ceiling_image[batch]:>10,.0f} items/s", flush=True)
+        best_image = max(ceiling_image.values())
+        results["image"] = {
+            "n": args.images,
+            "jpeg": "320x240, quality 85",
+            "decode_threads": ienc._pool._max_workers if ienc._pool else 1,
+            "ours_items_per_s": {str(k): round(v, 1) for k, v in ours_image.items()},
+            "ceiling_items_per_s": {str(k): round(v, 1) for k, v in ceiling_image.items()},
+            "ratio_at_config_batch": round(ours_image[cfg.embed.batch_size] / best_image, 3),
+            "ratio_best": round(max(ours_image.values()) / best_image, 3),
+        }
+    for role in ("text", "image"):
+        r = results[role]
+        print(
+            f"{role}: ours at batch {cfg.embed.batch_size} / ceiling {r['ratio_at_config_batch']:.2f}, "
+            f"best ours / ceiling {r['ratio_best']:.2f}"
+        )
+    if out_path is None:
+        print("(--device cpu: smoke check, no JSON written; pass --out to keep it)")
+        return 0
+    result = {
+        "bench": "embed_gpu",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", "bench/bench_embed_gpu.py", *sys.argv[1:]]),
+        "wall_s": round(time.perf_counter() - began, 1),
+        "device": args.device,
+        "machine": machine_facts(),
+        "library": library_state(),
+        "config_batch_size": cfg.embed.batch_size,
+        "results": results,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

