@@ -5,8 +5,15 @@
     vectorlake stack status              print each server's state; exit 0 only when all are healthy
     vectorlake generate --out DIR | --kafka [--seed N --listings N --events N ... --rate R]
                                          write a synthetic catalog to a landing folder or Kafka
-    vectorlake stream --source files|kafka [--once] [--landing-dir DIR]
-                                         run the ingest stream (bronze, quarantine, silver)
+    vectorlake stream --source files|kafka [--once] [--landing-dir DIR] [--only ingest|index]
+                                         run the main job: ingest (bronze, quarantine, silver), then
+                                         embed + index (gold, OpenSearch); --once returns when done
+    vectorlake models register           put the configured encoders in the mlflow registry (idempotent)
+    vectorlake models show               the versions the aliases point at
+    vectorlake freshness [--since ISO]   lag from event time and from receipt to indexed_at (P50/P95/max)
+    vectorlake search (--text T | --image FILE | --like ID) [--category C] [--locale L] [--seller S]
+                      [--attr KEY=VALUE ...] [--k N] [--exact] [--json]
+                                         k-NN search of the live index, filters inside the query
 
 Errors a user can fix are printed as one line (`vectorlake: error: ...`) with exit code 1; argument errors
 exit with 2, as argparse does.
@@ -15,8 +22,11 @@ exit with 2, as argparse does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 from vectorlake.config import Config, load_config
@@ -52,7 +62,6 @@ def _stack_status(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _generate(cfg: Config, args: argparse.Namespace) -> int:
-    import dataclasses
     from pathlib import Path
 
     from vectorlake import generate
@@ -81,14 +90,93 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _stream(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake import pipeline
     from vectorlake.lake import stream
     from vectorlake.spark import build_session
 
     stream.validate(cfg, args.source)
-    spark = build_session(cfg, app_name=f"vectorlake-ingest-{args.source}")
-    totals = stream.run(spark, cfg, args.source, once=args.once, landing_dir=args.landing_dir)
-    print(totals.line())
+    if args.only != "ingest":
+        from vectorlake.embed import registry
+
+        registry.resolve(cfg, "text")  # fail fast, before Spark starts, when the models are not registered
+        registry.resolve(cfg, "image")
+    spark = build_session(cfg, app_name=f"vectorlake-stream-{args.source}")
+    totals = pipeline.run(spark, cfg, args.source, args.once, args.landing_dir, args.only)
+    if totals.ingest is not None:
+        print(f"ingest: {totals.ingest.line()}")
+    if totals.index is not None:
+        print(f"index: {totals.index.line()}")
     return 0
+
+
+def _models_register(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.embed import registry
+
+    for ref in registry.register_all(cfg):
+        print(f"{ref.role}: {ref.label} ({ref.source}) at {ref.path}")
+    return 0
+
+
+def _models_show(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.embed import registry
+
+    for role in ("text", "image"):
+        ref = registry.resolve(cfg, role)
+        alias = getattr(cfg.embed, f"{role}_model").alias
+        print(f"{role}: {ref.name}@{alias} -> version {ref.version} ({ref.source})")
+    return 0
+
+
+def _search(cfg: Config, args: argparse.Namespace) -> int:
+    import json
+
+    from vectorlake.search import Filters, search
+
+    filters = Filters(
+        category_id=args.category, locale=args.locale, seller_id=args.seller, attributes=dict(args.attr)
+    )
+    hits = search(
+        cfg, text=args.text, image=args.image, like=args.like, filters=filters, k=args.k, exact=args.exact
+    )
+    if args.json:
+        print(json.dumps([dataclasses.asdict(h) for h in hits], ensure_ascii=False, default=str))
+        return 0
+    if not hits:
+        print("no hits")
+    for h in hits:
+        print(f"{h.score:7.4f}  {h.listing_id}  {h.title or ''}  [{h.category_id or '-'}, {h.locale or '-'}]")
+    return 0
+
+
+def _freshness(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.lake.tables import LakeTables
+    from vectorlake.ops.freshness import freshness
+    from vectorlake.spark import build_session
+
+    spark = build_session(cfg, app_name="vectorlake-freshness")
+    tables = LakeTables(cfg.lake.root)
+    for basis in ("event", "received"):
+        print(freshness(spark, tables, basis, args.since).line())  # type: ignore[arg-type]
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _k(text: str) -> int:
+    from vectorlake.search import MAX_K
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 1 <= value <= MAX_K:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_K}, got {value}")
+    return value
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -105,7 +193,6 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 
 
 def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    import dataclasses
     from datetime import datetime
 
     from vectorlake.generate import GeneratorSpec
@@ -145,12 +232,58 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _add_stream(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from vectorlake.lake.stream import SOURCES
+    from vectorlake.pipeline import ONLY
 
-    p = sub.add_parser("stream", help="run the ingest stream: source -> bronze, quarantine, silver")
+    p = sub.add_parser("stream", help="run the main job: ingest to silver, then embed and index")
     p.add_argument("--source", required=True, choices=SOURCES, help="the landing folder or Kafka")
     p.add_argument("--once", action="store_true", help="process what is available, then return")
     p.add_argument("--landing-dir", metavar="DIR", help="(files) default: sources.landing_dir")
+    p.add_argument("--only", choices=ONLY, default="all", help="run one of the two queries (default: both)")
     p.set_defaults(func=_stream)
+
+
+def _add_models(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("models", help="the embedding models in the mlflow registry")
+    models_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    models_sub.add_parser("register", help="register the configured encoders (idempotent)").set_defaults(
+        func=_models_register
+    )
+    models_sub.add_parser("show", help="the versions the aliases point at").set_defaults(func=_models_show)
+
+
+def _add_freshness(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from datetime import datetime
+
+    def since(text: str) -> datetime:
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an ISO time with a zone, got {text!r}") from None
+        if value.tzinfo is None:
+            raise argparse.ArgumentTypeError(f"expected an ISO time with a zone, got {text!r}")
+        return value
+
+    p = sub.add_parser("freshness", help="how long changes took to become searchable (gold/index_log)")
+    p.add_argument("--since", type=since, metavar="ISO", help="only index writes at or after this time")
+    p.set_defaults(func=_freshness)
+
+
+def _add_search(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("search", help="k-NN search of the live index")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", metavar="TEXT", help="a text query")
+    query.add_argument("--image", metavar="FILE", help="an image file as the query")
+    query.add_argument("--like", metavar="LISTING_ID", help="listings like this one (its fused vector)")
+    p.add_argument("--category", metavar="ID", help="only this category_id")
+    p.add_argument("--locale", metavar="LOCALE", help="only this locale (normalized, e.g. en-US)")
+    p.add_argument("--seller", metavar="ID", help="only this seller_id")
+    p.add_argument(
+        "--attr", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="attribute filter"
+    )
+    p.add_argument("--k", type=_k, default=10, metavar="N", help="number of hits (default: 10)")
+    p.add_argument("--exact", action="store_true", help="exact scoring over the same vectors, for checking")
+    p.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    p.set_defaults(func=_search)
 
 
 def _print_status(st: object) -> None:
@@ -171,13 +304,22 @@ def _print_status(st: object) -> None:
             print(f"{s.name} log: {s.log_path}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where to look), not the usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vectorlake", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="vectorlake", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--env", help="config environment: conf/<ENV>.yaml (default: $VECTORLAKE_ENV or local)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
+        dest="command", required=True, metavar="COMMAND"
+    )
 
     from vectorlake.stack import OPTIONAL_SERVERS
 
@@ -201,18 +343,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     _add_generate(sub)
     _add_stream(sub)
+    _add_models(sub)
+    _add_search(sub)
+    _add_freshness(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # vectorlake's own progress at INFO; libraries (opensearch-py's request log, open_clip's and
+    # sentence-transformers' loading chatter, py4j) only when they warn, unless --verbose
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("vectorlake").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars in command output
     try:
         cfg = load_config(env=args.env)
         func: Command = args.func

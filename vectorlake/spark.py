@@ -6,6 +6,8 @@ when that is null, from spark-submit or the cluster. Nothing is downloaded at se
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,8 @@ def session_conf(cfg: Config) -> dict[str, str]:
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
     }
+    # rows per Arrow batch handed to the embedding pandas UDFs (one model call covers a batch)
+    conf["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(cfg.embed.arrow_batch_size)
     jars = cached_jars(cfg.spark.jars_dir)
     if jars:
         conf["spark.jars"] = ",".join(jars)
@@ -64,6 +68,10 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
     """Get or create the SparkSession for ``cfg``; the master is config's (or the launcher's) choice."""
     from pyspark.sql import SparkSession
 
+    if (cfg.spark.master or "").startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+        # Python workers run the encoders: in local mode they must be this interpreter (the venv) as the
+        # driver is; PySpark reads only the environment variable. On a cluster, the cluster's setting.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = SparkSession.builder.appName(app_name or cfg.spark.app_name)
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)

@@ -188,7 +188,7 @@ def test_sigterm_stops_cleanly_and_kill_9_restarts_to_the_same_silver(
     overrides = {"sources__max_files_per_trigger": "1", "sources__trigger_interval": "1 second"}
     env = dict(os.environ) | {"VECTORLAKE__LAKE__ROOT": str(lake)}
     env |= {f"VECTORLAKE__{k.upper()}": v for k, v in overrides.items()}
-    args = ["--source", "files", "--landing-dir", str(out)]
+    args = ["--source", "files", "--landing-dir", str(out), "--only", "ingest"]
     cli = [str(PROJECT_ROOT / ".venv/bin/vectorlake"), "stream", *args]
     submit = [str(PROJECT_ROOT / "scripts/submit.sh"), "jobs/stream_listings.py", *args]
     checkpoint = Path(stream.checkpoint_path(_cfg(lake), "files"))
@@ -272,7 +272,7 @@ def test_the_generate_and_stream_commands(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     lines = sum(manifest["counts"][k] for k in KINDS)
     run = subprocess.run(
-        [vl, "stream", "--source", "files", "--once", "--landing-dir", str(out)],
+        [vl, "stream", "--source", "files", "--once", "--landing-dir", str(out), "--only", "ingest"],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     summary = run.stdout.strip().splitlines()[-1]

@@ -20,11 +20,13 @@ def test_an_unknown_environment_is_one_line(capsys: pytest.CaptureFixture[str]) 
     assert err.count("\n") == 1 and "staging.yaml does not exist" in err
 
 
-def test_a_bad_argument_gets_usage_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_argument_gets_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(["stack", "sideways"])
     assert e.value.code == 2
-    assert "invalid choice: 'sideways'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'sideways'" in err
+    assert err.startswith("vectorlake stack: error:") and "--help" in err
 
 
 def test_the_stack_refuses_to_start_in_a_non_local_environment(capsys: pytest.CaptureFixture[str]) -> None:

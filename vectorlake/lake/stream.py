@@ -58,7 +58,7 @@ def checkpoint_path(cfg: Config, source: Source) -> str:
     return f"{cfg.checkpoint_root.rstrip('/')}/ingest_{source}"
 
 
-def _check_interval(name: str, value: str) -> str:
+def check_interval(name: str, value: str) -> str:
     if not _INTERVAL.match(value):
         raise ConfigError(f"{name}: expected an interval like '2 hours' or '10 seconds', got {value!r}")
     return value.strip()
@@ -69,8 +69,8 @@ def validate(cfg: Config, source: str) -> tuple[str, str]:
     if source not in SOURCES:
         raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     return (
-        _check_interval("sources.dedup_watermark", cfg.sources.dedup_watermark),
-        _check_interval("sources.trigger_interval", cfg.sources.trigger_interval),
+        check_interval("sources.dedup_watermark", cfg.sources.dedup_watermark),
+        check_interval("sources.trigger_interval", cfg.sources.trigger_interval),
     )
 
 
@@ -121,16 +121,16 @@ def run(
     log.info(
         "ingest from %s started (query %s, checkpoint %s)", source, query.id, checkpoint_path(cfg, source)
     )
-    restore = _on_signals(stop)
+    restore = on_signals(stop)
     rows_in: dict[int, int] = {}  # batch id -> input rows, for every batch with data
     seen: set[int] = set()
     try:
         while query.isActive:
             query.awaitTermination(0.5)
-            _report(query, writer, seen, rows_in)
+            report(query, writer, seen, rows_in)
             if stop.is_set() and query.isActive:
-                _stop_gracefully(query)
-        _report(query, writer, seen, rows_in)
+                stop_gracefully(query)
+        report(query, writer, seen, rows_in)
         error = query.exception()
         if error is not None:
             raise VectorlakeError(f"the ingest stream failed: {str(error).splitlines()[0]}") from None
@@ -147,7 +147,7 @@ def run(
     return result
 
 
-def _report(
+def report(
     query: StreamingQuery, writer: ingest.BatchWriter, seen: set[int], rows_in: dict[int, int]
 ) -> None:
     """Log a progress line for each batch not seen yet, and note the input rows of those with data."""
@@ -163,7 +163,7 @@ def _report(
         rows_in[p.batchId] = p.numInputRows
 
 
-def _stop_gracefully(query: StreamingQuery) -> None:
+def stop_gracefully(query: StreamingQuery) -> None:
     """Let the running micro-batch commit, then stop; the next batch, if it has begun, is cut short.
 
     Spark has no "stop after this batch", so this is the closest: a batch cut short is replayed from the
@@ -184,7 +184,7 @@ def _stop_gracefully(query: StreamingQuery) -> None:
     log.info("stopped after batch %s", query.lastProgress.batchId if query.lastProgress else "none")
 
 
-def _on_signals(stop: threading.Event) -> Callable[[], None]:
+def on_signals(stop: threading.Event) -> Callable[[], None]:
     """Route SIGTERM and SIGINT to `stop` (main thread only); returns what restores the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None

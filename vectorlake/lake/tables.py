@@ -1,7 +1,10 @@
 """Where each lake table lives and what it looks like: ``<lake root>/<layer>/<table>``.
 
 `ensure_tables` creates any missing table with its schema, so every reader and the first MERGE find it.
-silver/listings has the change data feed on; the embedding stage reads it.
+silver/listings has the change data feed on; the embedding stage reads it and writes the gold tables:
+``gold/embeddings`` (the vector cache, one row per listing, modality, model version and content hash),
+``gold/embed_dead_letters`` (images that could not be fetched or decoded), ``gold/index_log`` (every index
+write with ``indexed_at``) and ``gold/index_dead_letters`` (documents OpenSearch rejected for good).
 """
 
 from __future__ import annotations
@@ -48,6 +51,22 @@ class LakeTables:
     def seller_policy(self) -> str:
         return self.path("silver", "seller_policy")
 
+    @property
+    def embeddings(self) -> str:
+        return self.path("gold", "embeddings")
+
+    @property
+    def embed_dead_letters(self) -> str:
+        return self.path("gold", "embed_dead_letters")
+
+    @property
+    def index_log(self) -> str:
+        return self.path("gold", "index_log")
+
+    @property
+    def index_dead_letters(self) -> str:
+        return self.path("gold", "index_dead_letters")
+
 
 QUARANTINE_COLUMNS = {
     "kind": "string",
@@ -63,9 +82,59 @@ VERSION_COLUMNS = {c: silver.LISTING_COLUMNS[c] for c in (*silver.STATE_COLUMNS,
     "recorded_at": "timestamp",
 }
 
+EMBEDDING_COLUMNS = {
+    "listing_id": "string",
+    "modality": "string",  # text | image
+    "model_version": "string",  # <registered model name>/<version>
+    "content_hash": "string",  # sha256 of the exact model input (the text, or the image URL)
+    "dim": "int",
+    "vector": "array<float>",
+    "embedded_at": "timestamp",
+    "batch_id": "bigint",
+}
+EMBED_DEAD_LETTER_COLUMNS = {
+    "listing_id": "string",
+    "modality": "string",
+    "model_version": "string",
+    "content_hash": "string",
+    "input": "string",  # the image URL
+    "reason": "string",  # unsupported_scheme | not_found | fetch_failed | decode_failed
+    "detail": "string",
+    "batch_id": "bigint",
+    "recorded_at": "timestamp",
+}
+INDEX_LOG_COLUMNS = {
+    "listing_id": "string",
+    "target": "string",  # the alias written through
+    "index": "string",  # the physical index (generation) behind it
+    "action": "string",  # index | delete
+    "version": "bigint",  # the external version: the listing's state version
+    "outcome": "string",  # applied | stale | rejected
+    "status": "int",
+    "error": "string",
+    "text_model": "string",
+    "image_model": "string",
+    "text_hash": "string",
+    "image_hash": "string",
+    "event_ts": "timestamp",  # newest source event in the state written
+    "indexed_at": "timestamp",
+    "batch_id": "bigint",
+}
+INDEX_DEAD_LETTER_COLUMNS = {
+    "listing_id": "string",
+    "target": "string",
+    "index": "string",
+    "action": "string",
+    "version": "bigint",
+    "status": "int",
+    "reason": "string",
+    "batch_id": "bigint",
+    "recorded_at": "timestamp",
+}
+
 
 def schemas(tables: LakeTables) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
-    """path -> (columns, table properties) for every table the ingest writes."""
+    """path -> (columns, table properties) for every table the streams write."""
     out: dict[str, tuple[dict[str, str], dict[str, str]]] = {
         tables.bronze(kind): ({c: _EVENT_TYPES[c] for c in contracts.bronze_columns(kind)}, {})
         for kind in contracts.KINDS
@@ -75,11 +144,15 @@ def schemas(tables: LakeTables) -> dict[str, tuple[dict[str, str], dict[str, str
     out[tables.listing_versions] = (VERSION_COLUMNS, {})
     out[tables.media] = (silver.MEDIA_COLUMNS, {})
     out[tables.seller_policy] = (silver.POLICY_COLUMNS, {})
+    out[tables.embeddings] = (EMBEDDING_COLUMNS, {})
+    out[tables.embed_dead_letters] = (EMBED_DEAD_LETTER_COLUMNS, {})
+    out[tables.index_log] = (INDEX_LOG_COLUMNS, {})
+    out[tables.index_dead_letters] = (INDEX_DEAD_LETTER_COLUMNS, {})
     return out
 
 
 def ensure_tables(spark: SparkSession, tables: LakeTables) -> None:
-    """Create every ingest table that does not exist yet (idempotent)."""
+    """Create every table that does not exist yet (idempotent)."""
     from delta.tables import DeltaTable
     from pyspark.sql.types import StructType, _parse_datatype_string
 

@@ -1,0 +1,257 @@
+"""generate -> stream (ingest, embed, index) -> OpenSearch -> search, against the local stack.
+
+One generated catalog (duplicates, out-of-order and late events, images before and after their listing,
+deletes, suppressions, poison) goes through the whole pipeline once. The index must then hold exactly
+one document per live listing of a non-suppressed seller, with the fields of its current state as the
+pure-Python register oracle computes them from the events, and vectors equal to what the encoders give
+for that state's model input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests import oracle
+from vectorlake import pipeline
+from vectorlake.config import PROJECT_ROOT, Config, load_config
+from vectorlake.embed import registry
+from vectorlake.embed.encoders import load_image_encoder, load_text_encoder
+from vectorlake.embed.modelinput import fuse, text_input
+from vectorlake.generate import Catalog, GeneratorSpec, generate, write_landing
+from vectorlake.lake import registers
+from vectorlake.lake.reference import Reference, load_reference
+from vectorlake.lake.tables import LakeTables
+from vectorlake.search import Filters, search
+
+SPEC = GeneratorSpec(
+    seed=7, listings=120, sellers=10, events=1000, suppression_rate=0.3, image_size=(96, 72), late_rate=0.1
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Indexed:
+    cfg: Config
+    env: dict[str, str]
+    catalog: Catalog
+    tables: LakeTables
+    totals: pipeline.PipelineTotals
+    expected: dict[str, dict[str, Any]]
+    all_listings: set[str]
+    docs: dict[str, dict[str, Any]]
+    versions: dict[str, int]
+    reference: Reference
+
+
+def _env(tmp: Path, alias: str) -> dict[str, str]:
+    return dict(os.environ) | {
+        "VECTORLAKE__LAKE__ROOT": str(tmp / "lake"),
+        "VECTORLAKE__INDEX__ALIAS": alias,
+    }
+
+
+def index_documents(cfg: Config) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Every document behind the alias (with vectors) and its external version."""
+    from opensearchpy import helpers
+
+    from vectorlake.index.client import make_client
+
+    client = make_client(cfg)
+    try:
+        client.indices.refresh(index=cfg.index.alias)
+        docs, versions = {}, {}
+        for hit in helpers.scan(
+            client, index=cfg.index.alias, query={"query": {"match_all": {}}}, version=True
+        ):
+            docs[hit["_id"]] = hit["_source"]
+            versions[hit["_id"]] = hit["_version"]
+        return docs, versions
+    finally:
+        client.close()
+
+
+def drop_alias(cfg: Config) -> None:
+    from vectorlake.index.client import make_client
+
+    client = make_client(cfg)
+    try:
+        if client.indices.exists_alias(name=cfg.index.alias):
+            for index in client.indices.get_alias(name=cfg.index.alias):
+                client.indices.delete(index=index)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def indexed(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    catalog = generate(SPEC, image_root=str(tmp / "landing" / "images"))
+    write_landing(catalog, tmp / "landing", files_per_kind=2)
+    env = _env(tmp, f"t-e2e-{os.getpid()}")
+    cfg = load_config(environ=env)
+    registry.register_all(cfg)
+    totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
+    tables = LakeTables(cfg.lake.root)
+    reference = load_reference(cfg.reference.categories, cfg.reference.locales)
+    states = oracle.bronze_events(spark, tables)
+    expected = oracle.expected_served(states, reference)
+    all_listings = set(registers.fold(states).listings)
+    docs, versions = index_documents(cfg)
+    yield Indexed(cfg, env, catalog, tables, totals, expected, all_listings, docs, versions, reference)
+    drop_alias(cfg)
+
+
+def test_the_index_holds_exactly_the_served_listings(indexed: Indexed) -> None:
+    expected, docs = indexed.expected, indexed.docs
+    hidden = indexed.all_listings - set(expected)
+    assert len(expected) > 40 and len(hidden) > 5  # the catalog has both kinds, or this proves little
+    assert set(docs) == set(expected)
+    assert not hidden & set(docs)  # deleted listings and those of suppressed sellers are not served
+    assert indexed.totals.index is not None and indexed.totals.index.rejected == 0
+
+
+def test_every_document_has_the_fields_of_its_current_state(indexed: Indexed) -> None:
+    paths = indexed.reference.category_paths
+    for lid, want in indexed.expected.items():
+        doc = indexed.docs[lid]
+        assert indexed.versions[lid] == want["version"] == doc["version"], lid  # external version = state
+        assert doc["listing_id"] == lid
+        assert doc.get("title") == want["title"], lid
+        assert doc.get("seller_id") == want["seller_id"], lid
+        assert doc.get("locale") == want["locale"], lid
+        assert doc.get("category_id") == want["category_id"], lid
+        assert doc.get("category_path") == paths.get(want["category_id"] or ""), lid
+        assert doc.get("attributes", {}) == want["attributes"], lid
+        assert doc.get("image_id") == want["primary_image_id"], lid
+        assert doc["policy_status"] == "ACTIVE"
+
+
+def test_vectors_are_the_encoders_output_for_the_current_model_input(indexed: Indexed) -> None:
+    cfg = indexed.cfg
+    text_ref, image_ref = registry.resolve(cfg, "text"), registry.resolve(cfg, "image")
+    text_encoder = load_text_encoder(text_ref.path, "cpu", 32, cfg.embed.chunk_overlap_tokens, None)
+    image_encoder = load_image_encoder(image_ref.path, "cpu", 32, None)
+    paths = indexed.reference.category_paths
+    sample = sorted(indexed.expected)[:25]
+    with_image = [lid for lid in sample if indexed.expected[lid]["primary_image_url"]]
+    assert 0 < len(with_image) < len(sample) or len(with_image) > 0
+    texts = [
+        text_input(
+            w["title"],
+            w["description"],
+            paths.get(w["category_id"] or ""),
+            w["attributes"],
+            cfg.embed.text_attributes,
+        )
+        for w in (indexed.expected[lid] for lid in sample)
+    ]
+    want_text = text_encoder.encode(texts)
+    images = {
+        lid: Path(indexed.expected[lid]["primary_image_url"].removeprefix("file://")).read_bytes()
+        for lid in with_image
+    }
+    want_image, errors = image_encoder.encode(list(images.values()))
+    assert errors == [None] * len(images)
+    want_image_by_id = dict(zip(images, want_image, strict=True))
+    for lid, t in zip(sample, want_text, strict=True):
+        doc = indexed.docs[lid]
+        got = np.asarray(doc["text_vector"], dtype=np.float32)
+        assert float(got @ t) > 0.999, lid
+        assert doc["text_model"] == text_ref.label
+        image = want_image_by_id.get(lid)
+        if image is None:
+            assert "image_vector" not in doc and "image_model" not in doc, lid
+        else:
+            assert float(np.asarray(doc["image_vector"]) @ image) > 0.999, lid
+            assert doc["image_model"] == image_ref.label
+        fused = fuse(got, None if image is None else np.asarray(doc["image_vector"]), image_encoder.dim,
+                     cfg.embed.fusion.text_weight, cfg.embed.fusion.image_weight)  # fmt: skip
+        assert np.allclose(np.asarray(doc["fused_vector"]), fused, atol=1e-5), lid
+
+
+def test_the_embeddings_cache_and_index_log_record_each_write(indexed: Indexed, spark: Any) -> None:
+    log = spark.read.format("delta").load(indexed.tables.index_log)
+    applied = {r["listing_id"]: r for r in log.where("outcome = 'applied' AND action = 'index'").collect()}
+    assert set(applied) == set(indexed.expected)
+    for lid, row in applied.items():
+        assert row["version"] == indexed.expected[lid]["version"]
+        assert row["indexed_at"] is not None and row["text_model"] == indexed.docs[lid]["text_model"]
+    emb = spark.read.format("delta").load(indexed.tables.embeddings)
+    text_rows = emb.where("modality = 'text'").select("listing_id", "content_hash").collect()
+    assert {r["listing_id"] for r in text_rows} == set(indexed.expected)
+    dims = {r["modality"]: r["dim"] for r in emb.select("modality", "dim").distinct().collect()}
+    assert dims == {"text": 384, "image": 1280}
+
+
+def test_text_search_finds_the_labelled_relevant_listings(indexed: Indexed) -> None:
+    queries = [q for q in indexed.catalog.queries if set(q.relevant) & set(indexed.docs)]
+    assert len(queries) >= 5
+    found = 0
+    for q in queries:
+        hits = search(indexed.cfg, text=q.query, k=10)
+        assert len(hits) == 10
+        assert all(-1.0 <= h.score <= 1.0 for h in hits)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        found += bool({h.listing_id for h in hits} & set(q.relevant))
+    assert found / len(queries) >= 0.8, f"{found} of {len(queries)} queries found a relevant listing"
+
+
+def test_filters_apply_inside_the_knn_query_and_exact_agrees(indexed: Indexed) -> None:
+    by_category: dict[str, list[str]] = {}
+    for lid, doc in indexed.docs.items():
+        by_category.setdefault(doc["category_id"], []).append(lid)
+    category, members = max(by_category.items(), key=lambda kv: len(kv[1]))
+    assert len(members) < len(indexed.docs)
+    k = min(5, len(members))
+    ann = search(indexed.cfg, text="wooden chair", filters=Filters(category_id=category), k=k)
+    exact = search(indexed.cfg, text="wooden chair", filters=Filters(category_id=category), k=k, exact=True)
+    assert len(ann) == k and {h.listing_id for h in ann} <= set(members)
+    assert [h.listing_id for h in exact][:3] == [h.listing_id for h in ann][:3]
+    assert [round(h.score, 4) for h in exact][:3] == [round(h.score, 4) for h in ann][:3]
+    some = indexed.docs[members[0]]
+    attr = next(iter(some["attributes"].items()))
+    hits = search(
+        indexed.cfg, text="bag", filters=Filters(attributes={attr[0]: attr[1]}, locale=some["locale"]), k=50
+    )
+    assert hits and all(
+        indexed.docs[h.listing_id]["attributes"].get(attr[0]) == attr[1]
+        and indexed.docs[h.listing_id]["locale"] == some["locale"]
+        for h in hits
+    )
+
+
+def test_image_and_more_like_this_search(indexed: Indexed) -> None:
+    lid = next(lid for lid, d in sorted(indexed.docs.items()) if "image_vector" in d)
+    image = Path(indexed.expected[lid]["primary_image_url"].removeprefix("file://"))
+    hits = search(indexed.cfg, image=image, k=3)
+    assert hits[0].score > 0.999 and "image_vector" in indexed.docs[hits[0].listing_id]
+    like = search(indexed.cfg, like=lid, k=5)
+    assert len(like) == 5 and lid not in {h.listing_id for h in like}
+
+
+def test_the_search_command(indexed: Indexed) -> None:
+    vl = str(PROJECT_ROOT / ".venv/bin/vectorlake")
+    q = indexed.catalog.queries[0].query
+    cmd = [vl, "search", "--text", q, "--k", "3", "--json"]
+    run = subprocess.run(cmd, env=indexed.env, capture_output=True, text=True, check=True)
+    hits = json.loads(run.stdout)
+    assert len(hits) == 3 and {"listing_id", "score", "title"} <= set(hits[0])
+    assert hits[0]["title"] == indexed.docs[hits[0]["listing_id"]]["title"]
+    for bad, message in (
+        (["--text", q, "--k", "0"], "--k: must be between 1 and"),
+        (["--text", q, "--attr", "color"], "--attr: expected KEY=VALUE"),
+        (["--like", "no-such-listing"], "listing 'no-such-listing' is not in the index"),
+        (["--image", "/no/such.jpg"], "cannot read the image /no/such.jpg"),
+    ):
+        run = subprocess.run([vl, "search", *bad], env=indexed.env, capture_output=True, text=True)
+        assert run.returncode in (1, 2), bad
+        assert message in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) <= 2, run.stderr

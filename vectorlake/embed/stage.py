@@ -1,0 +1,260 @@
+"""The embedding stage on Spark: model inputs, the content-hash cache, and iterator pandas UDFs.
+
+For each modality the stage takes ``(listing_id, content_hash, input)`` rows, looks the hashes up in
+``gold/embeddings`` for the model version in use, and sends only the misses (each distinct hash once) to
+the model. The UDFs load their model once per Python worker process (`encoders.load_*` are cached per
+process) on the device `device.choose_device` picks: CUDA with fp16 when present, else CPU. The vectors
+of the misses are materialized once (a local checkpoint), so a model runs exactly once per miss, then
+every needed ``(listing, hash)`` pair not yet in ``gold/embeddings`` is MERGEd in. Images that cannot be
+fetched or decoded go to ``gold/embed_dead_letters`` and get no vector.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd  # at module level: pandas UDFs resolve their type hints in this module's globals
+
+from vectorlake.config import Config
+from vectorlake.embed.registry import ModelRef
+from vectorlake.lake.tables import LakeTables
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+Modality = Literal["text", "image"]
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What a worker needs to load an encoder and fetch images: plain values, so it pickles."""
+
+    path: str
+    device: str
+    batch_size: int
+    overlap: int
+    torch_threads: int | None
+    fetch_timeout_s: float
+    s3_endpoint_url: str | None
+    s3_region: str
+
+    @classmethod
+    def from_config(cls, cfg: Config, ref: ModelRef, torch_threads: int | None) -> EncoderSettings:
+        return cls(
+            path=ref.path,
+            device=cfg.embed.device,
+            batch_size=cfg.embed.batch_size,
+            overlap=cfg.embed.chunk_overlap_tokens,
+            torch_threads=cfg.embed.torch_threads or torch_threads,
+            fetch_timeout_s=cfg.embed.image_fetch_timeout_s,
+            s3_endpoint_url=cfg.s3_endpoint_url,
+            s3_region=cfg.s3.region,
+        )
+
+
+@dataclass(frozen=True)
+class EmbedCounts:
+    modality: str
+    needed: int  # (listing, input) pairs the batch needs a vector for
+    model_calls: int  # distinct inputs sent to the model (the cache misses)
+    failed: int  # inputs that went to the dead-letter table instead
+
+
+def text_input_column(attribute_keys: tuple[str, ...]) -> Column:
+    """The text model input of a silver listing row (see `modelinput.text_input` for the layout)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    from vectorlake.embed.modelinput import text_input
+
+    keys = attribute_keys
+
+    @pandas_udf("string")  # type: ignore[call-overload,untyped-decorator]
+    def model_text(
+        title: pd.Series, description: pd.Series, category_path: pd.Series, attributes: pd.Series
+    ) -> pd.Series:
+        out = [
+            text_input(_opt(t), _opt(d), _opt(c), _as_dict(a), keys)
+            for t, d, c, a in zip(title, description, category_path, attributes, strict=True)
+        ]
+        return pd.Series(out, dtype="object")
+
+    return model_text(F.col("title"), F.col("description"), F.col("category_path"), F.col("attributes"))
+
+
+def _opt(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _as_dict(value: object) -> dict[str, str] | None:
+    """A map column as pandas hands it over (a dict, or a list of key/value pairs) as a dict."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items() if v is not None}
+    try:
+        return {str(k): str(v) for k, v in value if v is not None}  # type: ignore[attr-defined]
+    except TypeError:
+        return None
+
+
+def _text_udf(settings: EncoderSettings) -> object:
+    import numpy as np
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("array<float>")  # type: ignore[call-overload,untyped-decorator]
+    def encode_text(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        from vectorlake.embed.encoders import load_text_encoder
+
+        encoder = load_text_encoder(
+            settings.path, settings.device, settings.batch_size, settings.overlap, settings.torch_threads
+        )
+        for texts in batches:
+            vectors = encoder.encode([str(t) for t in texts])
+            yield pd.Series(list(np.asarray(vectors, dtype=np.float32)), dtype="object")
+
+    return encode_text
+
+
+def _image_udf(settings: EncoderSettings) -> object:
+    import numpy as np
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("struct<vector: array<float>, reason: string, detail: string>")  # type: ignore[call-overload,untyped-decorator]
+    def encode_image(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from vectorlake.embed.encoders import load_image_encoder
+        from vectorlake.embed.fetch import ImageFetchError, fetch_many
+
+        encoder = load_image_encoder(
+            settings.path, settings.device, settings.batch_size, settings.torch_threads
+        )
+        for urls in batches:
+            fetched = fetch_many(
+                [str(u) for u in urls], settings.fetch_timeout_s, settings.s3_endpoint_url, settings.s3_region
+            )
+            good = [i for i, f in enumerate(fetched) if isinstance(f, bytes)]
+            vectors: list[object] = [None] * len(fetched)
+            reasons: list[str | None] = [None] * len(fetched)
+            details: list[str | None] = [None] * len(fetched)
+            for i, f in enumerate(fetched):
+                if isinstance(f, ImageFetchError):
+                    reasons[i], details[i] = f.reason, f.detail
+            if good:
+                images = [fetched[i] for i in good]
+                array, errors = encoder.encode([b for b in images if isinstance(b, bytes)])
+                for row, i in enumerate(good):
+                    if errors[row] is None:
+                        vectors[i] = np.asarray(array[row], dtype=np.float32)
+                    else:
+                        reason, _, detail = str(errors[row]).partition(": ")
+                        reasons[i], details[i] = reason, detail
+            yield pd.DataFrame({"vector": vectors, "reason": reasons, "detail": details})
+
+    return encode_image
+
+
+def embed(
+    spark: SparkSession,
+    needed: DataFrame,
+    modality: Modality,
+    ref: ModelRef,
+    settings: EncoderSettings,
+    tables: LakeTables,
+    batch_id: int,
+    partitions: int,
+) -> tuple[DataFrame, EmbedCounts]:
+    """Vectors for `needed` (listing_id, content_hash, input): cached ones reused, misses embedded once.
+
+    Returns (listing_id, content_hash, vector) for every needed row that has a vector, materialized, and
+    the counts. Writes the new pairs to gold/embeddings and the failures to gold/embed_dead_letters.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    needed = needed.dropDuplicates(["listing_id", "content_hash"]).localCheckpoint(eager=True)
+    cache = (
+        spark.read.format("delta")
+        .load(tables.embeddings)
+        .filter((F.col("modality") == modality) & (F.col("model_version") == ref.label))
+        .select("content_hash", "vector")
+        .dropDuplicates(["content_hash"])
+    )
+    misses = needed.select("content_hash", "input").dropDuplicates(["content_hash"])
+    misses = misses.join(cache.select("content_hash"), "content_hash", "left_anti")
+    udf = _text_udf(settings) if modality == "text" else _image_udf(settings)
+    embedded = (
+        misses.repartition(partitions)
+        .select("content_hash", "input", udf(F.col("input")).alias("out"))  # type: ignore[operator]
+        .localCheckpoint(eager=True)  # the model runs here, once per miss
+    )
+    if modality == "text":
+        fresh = embedded.select("content_hash", F.col("out").alias("vector"))
+        failed = embedded.limit(0).select(
+            "content_hash", "input", F.lit(None).cast("string").alias("reason"), F.lit(None).alias("detail")
+        )
+    else:
+        fresh = embedded.filter(F.col("out.reason").isNull()).select(
+            "content_hash", F.col("out.vector").alias("vector")
+        )
+        failed = embedded.filter(F.col("out.reason").isNotNull()).select(
+            "content_hash", "input", F.col("out.reason").alias("reason"), F.col("out.detail").alias("detail")
+        )
+    vectors = needed.join(cache.unionByName(fresh), "content_hash").select(
+        "listing_id", "content_hash", "vector"
+    )
+    vectors = vectors.localCheckpoint(eager=True)
+    now = F.current_timestamp()
+    rows = vectors.select(
+        "listing_id",
+        F.lit(modality).alias("modality"),
+        F.lit(ref.label).alias("model_version"),
+        "content_hash",
+        F.size("vector").alias("dim"),
+        "vector",
+        now.alias("embedded_at"),
+        F.lit(batch_id).cast("bigint").alias("batch_id"),
+    )
+    (
+        DeltaTable.forPath(spark, tables.embeddings)
+        .alias("t")
+        .merge(
+            rows.alias("s"),
+            "t.listing_id = s.listing_id AND t.modality = s.modality AND t.model_version = s.model_version "
+            "AND t.content_hash = s.content_hash",
+        )
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    n_failed = 0
+    if modality == "image":
+        dead = needed.join(failed.select("content_hash", "reason", "detail"), "content_hash").select(
+            "listing_id",
+            F.lit(modality).alias("modality"),
+            F.lit(ref.label).alias("model_version"),
+            "content_hash",
+            "input",
+            "reason",
+            "detail",
+            F.lit(batch_id).cast("bigint").alias("batch_id"),
+            now.alias("recorded_at"),
+        )
+        n_failed = dead.count()
+        if n_failed:
+            (
+                DeltaTable.forPath(spark, tables.embed_dead_letters)
+                .alias("t")
+                .merge(
+                    dead.alias("s"),
+                    "t.listing_id = s.listing_id AND t.model_version = s.model_version "
+                    "AND t.content_hash = s.content_hash AND t.batch_id = s.batch_id",
+                )
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+    counts = EmbedCounts(modality, needed.count(), embedded.count(), n_failed)
+    return vectors, counts

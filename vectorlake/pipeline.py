@@ -1,0 +1,198 @@
+"""The main job: the ingest query and the embed + index query, run together and supervised.
+
+    vectorlake stream --source files|kafka [--once] [--only ingest|index]
+
+``once``: ingest processes everything available (availableNow), then the index query does the same over
+the silver change feed, then both return. Otherwise both run side by side until SIGTERM or SIGINT. The
+two queries are independent: if OpenSearch is down, the index query fails after the sink's retries while
+ingest goes on filling silver; the index query is restarted from its checkpoint every
+``sink.restart_delay_s`` and catches up once OpenSearch is back. An ingest failure stops the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from vectorlake.config import Config
+from vectorlake.errors import VectorlakeError
+from vectorlake.index import stream as index_stream
+from vectorlake.lake import stream as ingest_stream
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
+
+Only = Literal["all", "ingest", "index"]
+ONLY: tuple[Only, ...] = ("all", "ingest", "index")
+
+
+@dataclass(frozen=True)
+class IndexTotals:
+    batches: int
+    listings: int
+    upserts: int
+    deletes: int
+    rejected: int
+    text_model_calls: int
+    image_model_calls: int
+    image_failures: int
+    restarts: int
+
+    def line(self) -> str:
+        return (
+            f"{self.batches} index batches: {self.listings} listings, {self.upserts} upserts, "
+            f"{self.deletes} deletes, {self.rejected} rejected; model calls: {self.text_model_calls} text, "
+            f"{self.image_model_calls} image ({self.image_failures} image failures); "
+            f"{self.restarts} restarts"
+        )
+
+
+@dataclass(frozen=True)
+class PipelineTotals:
+    ingest: ingest_stream.StreamTotals | None
+    index: IndexTotals | None
+
+
+def _index_totals(writers: list[index_stream.IndexWriter], restarts: int) -> IndexTotals:
+    counts = [c for w in writers for c in w.counts.values()]
+    return IndexTotals(
+        batches=len(counts),
+        listings=sum(c.listings for c in counts),
+        upserts=sum(c.upserts for c in counts),
+        deletes=sum(c.deletes for c in counts),
+        rejected=sum(c.rejected for c in counts),
+        text_model_calls=sum(c.text_model_calls for c in counts),
+        image_model_calls=sum(c.image_model_calls for c in counts),
+        image_failures=sum(c.image_failures for c in counts),
+        restarts=restarts,
+    )
+
+
+def _failure(query: StreamingQuery, what: str) -> str:
+    error = query.exception()
+    detail = str(error).splitlines()[0] if error is not None else "stopped"
+    # py4j wraps the Python error; keep the part that says what failed
+    for marker in ("IndexUnavailable: ", "VectorlakeError: "):
+        if marker in str(error):
+            detail = str(error).split(marker, 1)[1].splitlines()[0]
+    return f"the {what} stream failed: {detail}"
+
+
+def run_index_once(spark: SparkSession, cfg: Config) -> IndexTotals:
+    """Embed and index everything in the silver change feed not yet indexed, then return."""
+    query, writer = index_stream.start(spark, cfg, once=True)
+    try:
+        query.awaitTermination()
+    except Exception:  # the reason is reported from query.exception() below
+        log.debug("index query ended with an error", exc_info=True)
+    finally:
+        if query.isActive:
+            query.stop()
+    if query.exception() is not None:
+        raise VectorlakeError(
+            _failure(query, "index") + "; silver is up to date, run the stream again to index it"
+        ) from None
+    totals = _index_totals([writer], 0)
+    log.info("index done: %s", totals.line())
+    return totals
+
+
+def run(
+    spark: SparkSession,
+    cfg: Config,
+    source: ingest_stream.Source,
+    once: bool,
+    landing_dir: str | None = None,
+    only: Only = "all",
+    stop: threading.Event | None = None,
+) -> PipelineTotals:
+    """Run the job: see the module docstring."""
+    if only == "index":
+        if once:
+            return PipelineTotals(None, run_index_once(spark, cfg))
+        return _run_continuous(spark, cfg, source, landing_dir, stop, ingest=False)
+    if only == "ingest":
+        return PipelineTotals(ingest_stream.run(spark, cfg, source, once, landing_dir, stop), None)
+    if once:
+        totals = ingest_stream.run(spark, cfg, source, True, landing_dir, stop)
+        if stop is not None and stop.is_set():
+            return PipelineTotals(totals, None)
+        return PipelineTotals(totals, run_index_once(spark, cfg))
+    return _run_continuous(spark, cfg, source, landing_dir, stop, ingest=True)
+
+
+def _run_continuous(
+    spark: SparkSession,
+    cfg: Config,
+    source: ingest_stream.Source,
+    landing_dir: str | None,
+    stop: threading.Event | None,
+    ingest: bool,
+) -> PipelineTotals:
+    stop = stop or threading.Event()
+    restore = ingest_stream.on_signals(stop)
+    ingest_query = ingest_writer = None
+    if ingest:
+        ingest_query, ingest_writer = ingest_stream.start(spark, cfg, source, False, landing_dir)
+        log.info("ingest from %s started (query %s)", source, ingest_query.id)
+    writers: list[index_stream.IndexWriter] = []
+    index_query: StreamingQuery | None = None
+    restart_at = 0.0
+    restarts = 0
+    seen: set[int] = set()
+    rows_in: dict[int, int] = {}
+    try:
+        while not stop.is_set():
+            if index_query is None and time.monotonic() >= restart_at:
+                try:
+                    index_query, writer = index_stream.start(spark, cfg, once=False)
+                    writers.append(writer)
+                    log.info("index query started (query %s)", index_query.id)
+                except VectorlakeError as e:  # e.g. OpenSearch unreachable while resolving the generation
+                    log.warning(
+                        "cannot start the index query: %s; retrying in %.0f s", e, cfg.sink.restart_delay_s
+                    )
+                    restart_at = time.monotonic() + cfg.sink.restart_delay_s
+            time.sleep(0.5)
+            if ingest_query is not None and ingest_writer is not None:
+                ingest_stream.report(ingest_query, ingest_writer, seen, rows_in)
+                if not ingest_query.isActive:
+                    raise VectorlakeError(_failure(ingest_query, "ingest")) from None
+            if index_query is not None and not index_query.isActive:
+                log.warning(
+                    "%s; restarting it from its checkpoint in %.0f s",
+                    _failure(index_query, "index"),
+                    cfg.sink.restart_delay_s,
+                )
+                index_query = None
+                restarts += 1
+                restart_at = time.monotonic() + cfg.sink.restart_delay_s
+        for q in (ingest_query, index_query):
+            if q is not None and q.isActive:
+                ingest_stream.stop_gracefully(q)
+        if ingest_query is not None and ingest_writer is not None:
+            ingest_stream.report(ingest_query, ingest_writer, seen, rows_in)
+    finally:
+        restore()
+        for q in (ingest_query, index_query):
+            if q is not None and q.isActive:
+                q.stop()
+    ingest_totals = None
+    if ingest_writer is not None:
+        counted = [ingest_writer.counts[b] for b in rows_in if b in ingest_writer.counts]
+        accepted = sum(c.accepted for c in counted)
+        quarantined = sum(c.quarantined for c in counted)
+        total_in = sum(rows_in.values())
+        ingest_totals = ingest_stream.StreamTotals(
+            len(rows_in), total_in, accepted, total_in - accepted - quarantined, quarantined
+        )
+        log.info("ingest done: %s", ingest_totals.line())
+    totals = _index_totals(writers, restarts)
+    log.info("index done: %s", totals.line())
+    return PipelineTotals(ingest_totals, totals)
