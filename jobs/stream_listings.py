@@ -1,4 +1,4 @@
-"""The ingest stream under spark-submit: landing folder or Kafka -> bronze, quarantine, silver.
+"""The main job under spark-submit: landing folder or Kafka -> bronze, quarantine, silver -> vectors -> index.
 
     scripts/submit.sh jobs/stream_listings.py --source kafka
     scripts/submit.sh jobs/stream_listings.py --source files --once --landing-dir /data/landing
