@@ -35,10 +35,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
+from vectorlake.argtypes import OneLineParser, positive_int
 from vectorlake.config import Config, load_config
 from vectorlake.contracts import MAX_DESCRIPTION_BYTES
 from vectorlake.embed import encoders, modelinput, registry
@@ -50,29 +51,16 @@ SEED = 7
 WARMUP = 256
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage dump
-
-
-def positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="bench_embed.py", description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--n", type=positive, default=2000, help="texts (listings)")
-    p.add_argument("--repeats", type=positive, default=3, help="timed runs of each; the best is reported")
+    p = OneLineParser(prog="bench_embed.py", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--n", type=positive_int, default=2000, help="texts (listings)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of each; the best is reported")
     p.add_argument(
-        "--threads", type=positive, default=None, help="torch threads (default: config or torch's)"
+        "--threads", type=positive_int, default=None, help="torch threads (default: config or torch's)"
     )
-    p.add_argument("--batch-size", type=positive, default=None, help="texts per forward (default: config)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=None, help="texts per forward (default: config)"
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes")
     return p.parse_args(argv)
 

@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_embed import _Parser, library_state, listing_texts, machine_facts, positive
+from bench_embed import library_state, listing_texts, machine_facts
 
+from vectorlake.argtypes import OneLineParser, positive_int
 from vectorlake.config import load_config
 from vectorlake.embed import encoders, registry
 from vectorlake.generate import GeneratorSpec, generate
@@ -57,17 +58,17 @@ def _sizes(text: str) -> tuple[int, ...]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise argparse.ArgumentTypeError("expected a comma-separated list like 64,256,1024")
-    return tuple(positive(p) for p in parts)
+    return tuple(positive_int(p) for p in parts)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="bench_embed_gpu.py", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = OneLineParser(prog="bench_embed_gpu.py", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke check only")
-    p.add_argument("--n", type=positive, default=20_000, help="texts (listings)")
-    p.add_argument("--images", type=positive, default=2_000, help="JPEGs")
+    p.add_argument("--n", type=positive_int, default=20_000, help="texts (listings)")
+    p.add_argument("--images", type=positive_int, default=2_000, help="JPEGs")
     p.add_argument("--batch-sizes", type=_sizes, default=(64, 256, 1024, 4096), help="text batch sweep")
     p.add_argument("--image-batch-sizes", type=_sizes, default=(64, 256, 1024), help="image batch sweep")
-    p.add_argument("--repeats", type=positive, default=3, help="timed runs per measurement; best kept")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per measurement; best kept")
     p.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT} (cuda runs only)")
     return p.parse_args(argv)
 

@@ -52,9 +52,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from vectorlake import contracts
+from vectorlake.argtypes import OneLineParser, positive_int
 from vectorlake.config import load_config
 from vectorlake.generate import GeneratorSpec, generate
 from vectorlake.lake import ingest, silver
@@ -78,36 +79,21 @@ LATEST_LISTINGS = ("baseline", "listing_latest")  # the baseline's listing table
 _T0_MS = int(GeneratorSpec().start.timestamp() * 1000)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage dump
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _sizes(text: str) -> tuple[int, ...]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise argparse.ArgumentTypeError("expected a comma-separated list like 10000,100000")
-    return tuple(_positive(p) for p in parts)
+    return tuple(positive_int(p) for p in parts)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="bench_ingest.py", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = OneLineParser(prog="bench_ingest.py", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--sizes", type=_sizes, default=DEFAULT_SIZES, help="events per run, e.g. 10000,100000")
-    p.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH, help="records per micro-batch")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH, help="records per micro-batch")
     p.add_argument(
-        "--shuffle-partitions", type=_positive, default=None, help="override spark.sql.shuffle.partitions"
+        "--shuffle-partitions", type=positive_int, default=None, help="override spark.sql.shuffle.partitions"
     )
-    p.add_argument("--repeats", type=_positive, default=1, help="runs per size, fresh lakes each (median)")
+    p.add_argument("--repeats", type=positive_int, default=1, help="runs per size, fresh lakes each (median)")
     p.add_argument("--profile", action="store_true", help="also time the steps of each stage")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON results go")
     return p.parse_args(argv)

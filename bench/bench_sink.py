@@ -37,10 +37,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
+from vectorlake.argtypes import OneLineParser, positive_int
 from vectorlake.config import Config, load_config
 from vectorlake.index import sink
 from vectorlake.index.client import make_client
@@ -53,27 +54,12 @@ SEED = 7
 TARGET_RATIO = 0.8
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage dump
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="bench_sink.py", description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--docs", type=_positive, default=2500, help="documents per run")
-    p.add_argument("--repeats", type=_positive, default=4, help="runs of each, alternating who goes first")
+    p = OneLineParser(prog="bench_sink.py", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--docs", type=positive_int, default=2500, help="documents per run")
+    p.add_argument("--repeats", type=positive_int, default=4, help="runs of each, alternating who goes first")
     p.add_argument(
-        "--concurrency", type=_positive, default=sink.DEFAULT_CONCURRENCY, help="ours: requests in flight"
+        "--concurrency", type=positive_int, default=sink.DEFAULT_CONCURRENCY, help="ours: requests in flight"
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON results go")
     return p.parse_args(argv)

@@ -26,9 +26,9 @@ import dataclasses
 import logging
 import os
 import sys
-import typing
 from collections.abc import Callable, Sequence
 
+from vectorlake.argtypes import OneLineParser, positive_float, positive_int
 from vectorlake.config import Config, load_config
 from vectorlake.errors import VectorlakeError
 
@@ -179,19 +179,6 @@ def _k(text: str) -> int:
     return value
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
-
-
 def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from datetime import datetime
 
@@ -209,8 +196,8 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="DIR",
         help="with --kafka: where images and queries go (default: sources.landing_dir)",
     )
-    p.add_argument("--rate", type=_positive(float), metavar="N", help="about N events/s (default: at once)")
-    p.add_argument("--files-per-kind", type=_positive(int), default=4, metavar="N", help="(default: 4)")
+    p.add_argument("--rate", type=positive_float, metavar="N", help="about N events/s (default: at once)")
+    p.add_argument("--files-per-kind", type=positive_int, default=4, metavar="N", help="(default: 4)")
     for f in dataclasses.fields(GeneratorSpec):
         if f.name in ("start", "image_size"):
             continue
@@ -304,15 +291,8 @@ def _print_status(st: object) -> None:
             print(f"{s.name} log: {s.log_path}")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (what is wrong, and where to look), not the usage block."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vectorlake", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="vectorlake", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--env", help="config environment: conf/<ENV>.yaml (default: $VECTORLAKE_ENV or local)"
     )
