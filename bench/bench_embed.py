@@ -10,7 +10,11 @@ In one process, on the same texts, with the same torch threads (``--threads``, d
 ``embed.batch_size``):
 
 - ours: ``TextEncoder.encode(texts)`` (one tokenizer call, length-sorted batches, window chunking);
-- baseline: ``SentenceTransformer.encode(texts, batch_size=B, normalize_embeddings=True)``.
+- baseline: ``SentenceTransformer.encode(texts, batch_size=B, normalize_embeddings=True)``;
+- stage (unless ``--no-spark``): the embedding stage as the pipeline runs it, the iterator pandas UDF
+  (`vectorlake.embed.stage.text_udf`) over a DataFrame of the same texts in ``spark.default.parallelism``
+  partitions, each Python worker with ``cores / parallelism`` torch threads (so the same threads in all),
+  materialized with a local checkpoint; warmed up on 256 texts first (workers started, models loaded).
 
 Both load the same model folder (``registry.build_artifact("text", embed.text_model.source)`` in a temporary
 folder: the files the registry holds). Each is warmed up on 256 texts, then timed ``--repeats`` times, taking
@@ -61,8 +65,48 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--batch-size", type=positive_int, default=None, help="texts per forward (default: config)"
     )
+    p.add_argument("--no-spark", action="store_true", help="skip the Spark stage measurement")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes")
     return p.parse_args(argv)
+
+
+def spark_stage_seconds(cfg: Config, folder: Path, texts: list[str], batch: int, repeats: int) -> list[float]:
+    """Seconds of each timed run of the pipeline's text UDF over `texts` on Spark (after a warm-up)."""
+    from pyspark.sql import functions as F
+
+    from vectorlake.embed import stage
+    from vectorlake.spark import build_session
+
+    spark = build_session(cfg, app_name="vectorlake-bench-embed")
+    parallelism = max(1, spark.sparkContext.defaultParallelism)
+    settings = stage.EncoderSettings(
+        path=str(folder),
+        device="cpu",
+        batch_size=batch,
+        overlap=cfg.embed.chunk_overlap_tokens,
+        torch_threads=max(1, (os.cpu_count() or 1) // parallelism),
+        fetch_timeout_s=1.0,
+        s3_endpoint_url=None,
+        s3_region=cfg.s3.region,
+    )
+    udf: Any = stage.text_udf(settings)
+
+    def frame(rows: list[str]) -> Any:
+        df = spark.createDataFrame([(t,) for t in rows], "input string").repartition(parallelism)
+        return df.localCheckpoint(eager=True)
+
+    def run(df: Any) -> float:
+        began = time.perf_counter()
+        df.select(udf(F.col("input")).alias("vector")).localCheckpoint(eager=True)
+        return time.perf_counter() - began
+
+    run(frame(texts[:WARMUP]))
+    data = frame(texts)
+    out = []
+    for repeat in range(repeats):
+        out.append(run(data))
+        print(f"repeat {repeat}: stage (Spark pandas UDF) {out[-1]:.2f} s", flush=True)
+    return out
 
 
 def listing_texts(cfg: Config, n: int) -> list[str]:
@@ -200,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ours_s, base_s = seconds["ours"][-1], seconds["baseline"][-1]
             print(f"repeat {repeat}: ours {ours_s:.2f} s, baseline {base_s:.2f} s", flush=True)
         cosines = (vectors["ours"] * vectors["baseline"]).sum(axis=1)
+        if not args.no_spark:
+            seconds["stage"] = spark_stage_seconds(cfg, folder, texts, batch, args.repeats)
     best = {name: min(s) for name, s in seconds.items()}
     ips = {name: args.n / s for name, s in best.items()}
     ratio = ips["ours"] / ips["baseline"]
@@ -208,6 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"SentenceTransformer.encode {ips['baseline']:,.0f} items/s, ratio {ratio:.2f} "
         f"(min cosine between the two {cosines.min():.6f})"
     )
+    if "stage" in ips:
+        print(
+            f"the Spark stage (pandas UDF, same threads): {ips['stage']:,.0f} items/s, "
+            f"ratio {ips['stage'] / ips['baseline']:.2f} against SentenceTransformer.encode"
+        )
     result = {
         "bench": "embed_cpu",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -222,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup": f"{WARMUP} texts each, untimed",
             "timing": f"{args.repeats} runs each, taking turns; best reported",
             "ratio": "ours items/s / SentenceTransformer.encode items/s",
+            "stage_ratio": "Spark pandas-UDF stage items/s / SentenceTransformer.encode items/s",
         },
         "n": args.n,
         "batch_size": batch,
@@ -234,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ours_items_per_s": round(ips["ours"], 1),
         "baseline_items_per_s": round(ips["baseline"], 1),
         "ratio": round(ratio, 3),
+        "stage_items_per_s": round(ips["stage"], 1) if "stage" in ips else None,
+        "stage_ratio": round(ips["stage"] / ips["baseline"], 3) if "stage" in ips else None,
+        "stage_s": [round(s, 3) for s in seconds.get("stage", [])],
         "ours_s": [round(s, 3) for s in seconds["ours"]],
         "baseline_s": [round(s, 3) for s in seconds["baseline"]],
         "min_cosine_ours_vs_baseline": round(float(cosines.min()), 6),

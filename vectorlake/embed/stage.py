@@ -103,7 +103,7 @@ def _as_dict(value: object) -> dict[str, str] | None:
         return None
 
 
-def _text_udf(settings: EncoderSettings) -> object:
+def text_udf(settings: EncoderSettings) -> object:
     import numpy as np
     from pyspark.sql.functions import pandas_udf
 
@@ -121,7 +121,7 @@ def _text_udf(settings: EncoderSettings) -> object:
     return encode_text
 
 
-def _image_udf(settings: EncoderSettings) -> object:
+def image_udf(settings: EncoderSettings) -> object:
     import numpy as np
     from pyspark.sql.functions import pandas_udf
 
@@ -186,7 +186,7 @@ def embed(
     )
     misses = needed.select("content_hash", "input").dropDuplicates(["content_hash"])
     misses = misses.join(cache.select("content_hash"), "content_hash", "left_anti")
-    udf = _text_udf(settings) if modality == "text" else _image_udf(settings)
+    udf = text_udf(settings) if modality == "text" else image_udf(settings)
     embedded = (
         misses.repartition(partitions)
         .select("content_hash", "input", udf(F.col("input")).alias("out"))  # type: ignore[operator]
