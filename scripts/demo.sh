@@ -33,8 +33,8 @@ done
 top="$("$VL" search --text "${queries[0]}" --k 1 --json)"
 first="$(echo "$top" | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["listing_id"])')"
 category="$(echo "$top" | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["category_id"])')"
-echo "--- text: \"${queries[1]}\", only category $category (a filter inside the k-NN query)"
-"$VL" search --text "${queries[1]}" --category "$category" --k 3
+echo "--- text: \"${queries[0]}\", only locale en-US and category $category (filters inside the k-NN query)"
+"$VL" search --text "${queries[0]}" --locale en-US --category "$category" --k 3
 echo "--- more like $first (its fused text+image vector)"
 "$VL" search --like "$first" --k 3
 image="$(find "$landing/images" -name '*.jpg' | sort | head -n 1 || true)"

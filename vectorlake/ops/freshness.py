@@ -37,9 +37,19 @@ class Freshness:
         if not self.writes:
             return f"{self.basis} -> indexed: no applied writes"
         return (
-            f"{self.basis} -> indexed over {self.writes} writes: P50 {self.p50_s:.1f} s, "
-            f"P95 {self.p95_s:.1f} s, max {self.max_s:.1f} s"
+            f"{self.basis} -> indexed over {self.writes} writes: P50 {human(self.p50_s)}, "
+            f"P95 {human(self.p95_s)}, max {human(self.max_s)}"
         )
+
+
+def human(seconds: float | None) -> str:
+    """A duration as people read it: seconds up to two minutes, then minutes, hours or days."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86_400.0), ("h", 3_600.0), ("min", 60.0)):
+        if abs(seconds) >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
 
 
 def lags(spark: SparkSession, tables: LakeTables, basis: Basis, since: datetime | None = None) -> DataFrame:
