@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import importlib.metadata
 import json
 import logging
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +38,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import numpy as np
 
 from vectorlake.argtypes import OneLineParser, positive_int
@@ -142,53 +140,23 @@ def listing_texts(cfg: Config, n: int) -> list[str]:
 
 def library_state() -> dict[str, Any]:
     """The commit, uncommitted changes under vectorlake/embed, and a hash of each module measured."""
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        except OSError:
-            return ""
-        return done.stdout.strip()
-
-    modules = (encoders, modelinput)
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "uncommitted": git("status", "--porcelain", "--", "vectorlake/embed").splitlines(),
-        "sha256": {
-            Path(m.__file__ or "").name: hashlib.sha256(Path(m.__file__ or "").read_bytes()).hexdigest()[:16]
-            for m in modules
-        },
-    }
+    return benchlib.library_state((encoders, modelinput), ("vectorlake/embed",))
 
 
 def machine_facts() -> dict[str, Any]:
     import torch
 
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "unknown"
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
     return {
         "cpu_count": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "cpu": benchlib.cpu_model(),
+        "memory_gib": benchlib.memory_gib(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "sentence_transformers": version("sentence-transformers"),
-        "transformers": version("transformers"),
-        "tokenizers": version("tokenizers"),
+        "sentence_transformers": benchlib.version("sentence-transformers"),
+        "transformers": benchlib.version("transformers"),
+        "tokenizers": benchlib.version("tokenizers"),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
     }

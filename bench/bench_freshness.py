@@ -45,8 +45,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -63,6 +61,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import benchlib
 
 from vectorlake import pipeline
 from vectorlake.argtypes import OneLineParser, positive_int
@@ -120,25 +120,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def library_state() -> dict[str, Any]:
     """The commit, uncommitted changes under vectorlake/ and conf/, and a hash of each module measured."""
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        except OSError:
-            return ""
-        return done.stdout.strip()
-
-    modules = (pipeline, ingest_stream, index_stream, embed_stage, freshness)
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "uncommitted": git("status", "--porcelain", "--", "vectorlake", "conf").splitlines(),
-        "sha256": {
-            Path(m.__file__ or "").relative_to(ROOT).as_posix(): hashlib.sha256(
-                Path(m.__file__ or "").read_bytes()
-            ).hexdigest()[:16]
-            for m in modules
-        },
-    }
+    return benchlib.library_state(
+        (pipeline, ingest_stream, index_stream, embed_stage, freshness), ("vectorlake", "conf")
+    )
 
 
 _LOADED = library_state()  # as close to the import as possible: the code that runs is the code hashed
@@ -342,30 +326,16 @@ def batch_durations(spark: SparkSession, since_s: float, until_s: float) -> dict
 
 
 def machine_facts(spark: SparkSession) -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "unknown"
-
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "cores": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "memory_gib": benchlib.memory_gib(),
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": benchlib.cpu_model(),
         "python": platform.python_version(),
-        "pyspark": version("pyspark"),
-        "delta_spark": version("delta-spark"),
-        "torch": version("torch"),
-        "opensearch_py": version("opensearch-py"),
+        "pyspark": benchlib.version("pyspark"),
+        "delta_spark": benchlib.version("delta-spark"),
+        "torch": benchlib.version("torch"),
+        "opensearch_py": benchlib.version("opensearch-py"),
         "spark_master": spark.sparkContext.master,
         "default_parallelism": spark.sparkContext.defaultParallelism,
         "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions")),

@@ -36,15 +36,12 @@ import argparse
 import contextlib
 import datetime as dt
 import functools
-import hashlib
-import importlib.metadata
 import inspect
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +50,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import benchlib
 
 from vectorlake import contracts
 from vectorlake.argtypes import OneLineParser, positive_int
@@ -128,23 +127,7 @@ class StepTimer:
 
 def library_state() -> dict[str, Any]:
     """The commit, uncommitted changes under vectorlake/ and conf/, and a hash of each module measured."""
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        except OSError:
-            return ""
-        return done.stdout.strip()
-
-    modules = (contracts, ingest, silver)
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "uncommitted": git("status", "--porcelain", "--", "vectorlake", "conf").splitlines(),
-        "sha256": {
-            Path(m.__file__ or "").name: hashlib.sha256(Path(m.__file__ or "").read_bytes()).hexdigest()[:16]
-            for m in modules
-        },
-    }
+    return benchlib.library_state((contracts, ingest, silver), ("vectorlake", "conf"))
 
 
 # bound at import, before --profile wraps ingest.txn_append, so the baseline's appends are not timed as ours
@@ -526,21 +509,15 @@ def run_size(
 
 
 def machine_facts(spark: SparkSession) -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "unknown"
-
     conf = spark.conf
     return {
         "cores": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "memory_gib": benchlib.memory_gib(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": benchlib.cpu_model(),
         "python": platform.python_version(),
-        "pyspark": version("pyspark"),
-        "delta_spark": version("delta-spark"),
+        "pyspark": benchlib.version("pyspark"),
+        "delta_spark": benchlib.version("delta-spark"),
         "java": spark.sparkContext._jvm.System.getProperty("java.version"),
         "spark_master": spark.sparkContext.master,
         "default_parallelism": spark.sparkContext.defaultParallelism,
@@ -549,14 +526,6 @@ def machine_facts(spark: SparkSession) -> dict[str, Any]:
         "adaptive": conf.get("spark.sql.adaptive.enabled"),
         "driver_memory": conf.get("spark.driver.memory", "default"),
     }
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def print_table(results: Sequence[SizeResult]) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import platform
@@ -39,6 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import numpy as np
 
 from vectorlake.argtypes import OneLineParser, positive_int
@@ -159,26 +159,14 @@ def check(client: Any, alias: str, n: int) -> None:
 
 
 def machine_facts(client: Any) -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "unknown"
-
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     info = client.info()["version"]
     return {
         "cores": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "memory_gib": benchlib.memory_gib(),
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": benchlib.cpu_model(),
         "python": platform.python_version(),
-        "opensearch_py": version("opensearch-py"),
+        "opensearch_py": benchlib.version("opensearch-py"),
         "opensearch": info["number"],
         "lucene": info.get("lucene_version"),
         "note": "OpenSearch runs on the same machine, sharing its cores with the client",
