@@ -185,13 +185,7 @@ def _run_continuous(
                 q.stop()
     ingest_totals = None
     if ingest_writer is not None:
-        counted = [ingest_writer.counts[b] for b in rows_in if b in ingest_writer.counts]
-        accepted = sum(c.accepted for c in counted)
-        quarantined = sum(c.quarantined for c in counted)
-        total_in = sum(rows_in.values())
-        ingest_totals = ingest_stream.StreamTotals(
-            len(rows_in), total_in, accepted, total_in - accepted - quarantined, quarantined
-        )
+        ingest_totals = ingest_stream.totals(ingest_writer, rows_in)
         log.info("ingest done: %s", ingest_totals.line())
     totals = _index_totals(writers, restarts)
     log.info("index done: %s", totals.line())

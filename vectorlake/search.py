@@ -14,44 +14,28 @@ to check the approximate results. Scores are cosine similarities in both modes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
-from vectorlake.index.search import Filters as _IndexFilters
-from vectorlake.index.search import Hit
+from vectorlake.index.search import Filters, Hit
 
 __all__ = ["MAX_K", "Filters", "Hit", "search"]
 
 MAX_K = 1000
 
 
-@dataclass(frozen=True)
-class Filters:
-    """Structured filters; every one given must match (values compare exactly, locales normalized)."""
+def _normalized(cfg: Config, filters: Filters) -> Filters:
+    """The filters with the locale normalized as silver normalizes it (``en_us`` -> ``en-US``)."""
+    if filters.locale is None:
+        return filters
+    from vectorlake.lake.reference import load_reference, normalize_locale
 
-    category_id: str | None = None
-    locale: str | None = None
-    seller_id: str | None = None
-    attributes: Mapping[str, str] = field(default_factory=dict)
-
-
-def _index_filters(cfg: Config, filters: Filters) -> _IndexFilters:
-    locale = filters.locale
-    if locale is not None:
-        from vectorlake.lake.reference import load_reference, normalize_locale
-
-        reference = load_reference(cfg.reference.categories, cfg.reference.locales)
-        locale = normalize_locale(locale, reference.locales)
-    return _IndexFilters(
-        category_id=filters.category_id,
-        locale=locale,
-        seller_id=filters.seller_id,
-        attributes=dict(filters.attributes),
-    )
+    reference = load_reference(cfg.reference.categories, cfg.reference.locales)
+    return dataclasses.replace(filters, locale=normalize_locale(filters.locale, reference.locales))
 
 
 def search(
@@ -75,7 +59,7 @@ def search(
     from vectorlake.index import search as index_search
     from vectorlake.index.client import make_client
 
-    wanted = _index_filters(cfg, filters or Filters())
+    wanted = _normalized(cfg, filters or Filters())
     client = make_client(cfg)
     try:
         index = generations.live_index(client, cfg.index.alias)
@@ -106,11 +90,9 @@ def search(
 
 
 def _model_path(cfg: Config, registry: Any, meta: Mapping[str, Any], role: str) -> str:
-    label = meta.get(f"{role}_model")
-    if not isinstance(label, str) or "/" not in label:
-        raise VectorlakeError(f"the live generation does not name its {role} model in _meta")
-    ref = registry.resolve(cfg, role, label.rsplit("/", 1)[1])
-    return str(ref.path)
+    from vectorlake.index.generations import model_version
+
+    return str(registry.resolve(cfg, role, model_version(meta, role)).path)
 
 
 def _embed_text(cfg: Config, registry: Any, meta: Mapping[str, Any], text: str) -> list[float]:

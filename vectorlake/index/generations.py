@@ -106,3 +106,13 @@ def generation_meta(client: OpenSearch, index: str) -> dict[str, Any]:
     found = client.indices.get_mapping(index=index)
     (mapping,) = found.values()
     return dict(mapping["mappings"].get("_meta", {}))
+
+
+def model_version(meta: Mapping[str, Any], role: str) -> str:
+    """The version of the `role` ("text" or "image") model a generation's ``_meta`` names."""
+    label = meta.get(f"{role}_model")
+    if not isinstance(label, str) or "/" not in label:
+        raise IndexStateError(
+            f"the index generation's _meta has no {role}_model (expected '<model>/<version>')"
+        )
+    return label.rsplit("/", 1)[1]

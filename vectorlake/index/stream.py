@@ -414,19 +414,10 @@ def _resolve(cfg: Config, client: Any) -> list[Target]:
         }
         index = generations.ensure_live_generation(client, cfg, text_dim, image_dim, meta)
     meta = generations.generation_meta(client, index)
-    text = registry.resolve(cfg, "text", _version(meta, "text_model"))
-    image = registry.resolve(cfg, "image", _version(meta, "image_model"))
+    text = registry.resolve(cfg, "text", generations.model_version(meta, "text"))
+    image = registry.resolve(cfg, "image", generations.model_version(meta, "image"))
     dim = meta.get("image_dim")  # recorded at creation; older generations: read from the model
     return [Target(cfg.index.alias, index, text, image, dim if isinstance(dim, int) else _dim(image))]
-
-
-def _version(meta: Mapping[str, Any], key: str) -> str:
-    from vectorlake.errors import IndexStateError
-
-    label = meta.get(key)
-    if not isinstance(label, str) or "/" not in label:
-        raise IndexStateError(f"the index generation's _meta has no {key} (expected '<model>/<version>')")
-    return label.rsplit("/", 1)[1]
 
 
 def start(spark: SparkSession, cfg: Config, once: bool) -> tuple[StreamingQuery, IndexWriter]:

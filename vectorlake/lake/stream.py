@@ -138,13 +138,18 @@ def run(
         restore()
         if query.isActive:
             query.stop()
+    result = totals(writer, rows_in)
+    log.info("ingest from %s done: %s", source, result.line())
+    return result
+
+
+def totals(writer: ingest.BatchWriter, rows_in: dict[int, int]) -> StreamTotals:
+    """The run's totals from the input rows of its batches with data and what the writer counted."""
     counted = [writer.counts[b] for b in rows_in if b in writer.counts]
     accepted = sum(c.accepted for c in counted)
     quarantined = sum(c.quarantined for c in counted)
     total_in = sum(rows_in.values())
-    result = StreamTotals(len(rows_in), total_in, accepted, total_in - accepted - quarantined, quarantined)
-    log.info("ingest from %s done: %s", source, result.line())
-    return result
+    return StreamTotals(len(rows_in), total_in, accepted, total_in - accepted - quarantined, quarantined)
 
 
 def report(
