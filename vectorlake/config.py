@@ -61,6 +61,19 @@ class IndexConfig:
     ef_search: int
     shards: int
     replicas: int
+    refresh_interval: str
+    build_gc_deletes: str
+    retention_hours: float
+
+    @property
+    def next_alias(self) -> str:
+        """The alias of the generation being built (written by the stream, read by the gate)."""
+        return f"{self.alias}_next"
+
+    @property
+    def prev_alias(self) -> str:
+        """The alias of the generation a rollback returns to (still written by the stream)."""
+        return f"{self.alias}_prev"
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,31 @@ class SinkConfig:
     backoff_initial_s: float
     backoff_max_s: float
     restart_delay_s: float
+
+
+@dataclass(frozen=True)
+class ReindexConfig:
+    chunks: int
+    bulk_docs: int
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    max_count_gap: float
+    max_missing_vectors: float
+    golden_queries: int
+    min_recall_at_10: float
+    max_relevance_drop: float
+    max_norm_error: float
+    labelled_queries: str | None
+
+
+@dataclass(frozen=True)
+class AirflowConfig:
+    port: int
+    home: str | None
+    admin_user: str
+    parallelism: int
 
 
 @dataclass(frozen=True)
@@ -183,6 +221,9 @@ class Config:
     index: IndexConfig
     embed: EmbedConfig
     sink: SinkConfig
+    reindex: ReindexConfig
+    gate: GateConfig
+    airflow: AirflowConfig
     kafka: KafkaConfig
     s3: S3Config
     mlflow: MlflowConfig
@@ -227,6 +268,14 @@ class Config:
         return f"http://{self.stack.host}:{self.s3.port}" if self.stack.local else None
 
     @property
+    def airflow_home(self) -> Path:
+        return Path(self.airflow.home or self.state_dir / "airflow")
+
+    @property
+    def labelled_queries(self) -> Path:
+        return Path(self.gate.labelled_queries or Path(self.sources.landing_dir) / "queries.jsonl")
+
+    @property
     def mlflow_tracking_uri(self) -> str:
         return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
 
@@ -247,6 +296,8 @@ _PATH_KEYS = {
     ("warehouse", "duckdb_path"),
     ("embed", "model_cache_dir"),
     ("stack", "java_home"),
+    ("airflow", "home"),
+    ("gate", "labelled_queries"),
 }
 
 

@@ -5,6 +5,8 @@ silver/listings has the change data feed on; the embedding stage reads it and wr
 ``gold/embeddings`` (the vector cache, one row per listing, modality, model version and content hash),
 ``gold/embed_dead_letters`` (images that could not be fetched or decoded), ``gold/index_log`` (every index
 write with ``indexed_at``) and ``gold/index_dead_letters`` (documents OpenSearch rejected for good).
+The control tables record what operators and jobs did: ``control/index_generations`` (one row per index
+generation and its lifecycle), ``control/erasure_requests`` and ``control/erasure_log``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ class LakeTables:
     @property
     def index_dead_letters(self) -> str:
         return self.path("gold", "index_dead_letters")
+
+    @property
+    def index_generations(self) -> str:
+        return self.path("control", "index_generations")
+
+    @property
+    def reindex_progress(self) -> str:
+        return self.path("control", "reindex_progress")
+
+    @property
+    def erasure_requests(self) -> str:
+        return self.path("control", "erasure_requests")
+
+    @property
+    def erasure_log(self) -> str:
+        return self.path("control", "erasure_log")
 
 
 QUARANTINE_COLUMNS = {
@@ -132,6 +150,54 @@ INDEX_DEAD_LETTER_COLUMNS = {
     "recorded_at": "timestamp",
 }
 
+GENERATION_COLUMNS = {
+    "generation": "int",  # N of <alias>_g<N>
+    "index": "string",  # the physical index
+    "alias": "string",  # the read alias of its family (index.alias)
+    "state": "string",  # building | live | retired | failed | deleted
+    "text_model": "string",  # <registered model name>/<version>
+    "image_model": "string",
+    "text_dim": "int",
+    "image_dim": "int",
+    "validation": "string",  # passed | failed | null (not validated yet)
+    "validation_run_id": "string",  # the mlflow run holding the gate's metrics and report
+    "validation_report": "string",  # what failed, one line per check
+    "created_at": "timestamp",
+    "loaded_at": "timestamp",  # bulk load finished
+    "validated_at": "timestamp",
+    "live_at": "timestamp",  # last made live (cutover or rollback)
+    "retired_at": "timestamp",  # last replaced as live
+    "deleted_at": "timestamp",
+    "updated_at": "timestamp",
+}
+REINDEX_PROGRESS_COLUMNS = {
+    "index": "string",
+    "chunk": "int",  # hash bucket of listing_id
+    "chunks": "int",
+    "listings": "bigint",
+    "text_model_calls": "bigint",
+    "image_model_calls": "bigint",
+    "finished_at": "timestamp",
+}
+ERASURE_REQUEST_COLUMNS = {
+    "request_id": "string",
+    "subject_type": "string",  # seller | listing
+    "subject_id": "string",  # cleared once the purge is verified
+    "subject_hash": "string",  # sha256 of subject_type:subject_id
+    "requested_at": "timestamp",
+    "status": "string",  # pending | done
+    "finished_at": "timestamp",
+}
+ERASURE_LOG_COLUMNS = {
+    "request_id": "string",
+    "subject_type": "string",
+    "subject_hash": "string",
+    "store": "string",  # bronze/listing_changes, silver/listings, opensearch/listings_g2, s3, duckdb, ...
+    "erased": "bigint",  # rows, documents or object versions removed
+    "started_at": "timestamp",
+    "finished_at": "timestamp",
+}
+
 
 def schemas(tables: LakeTables) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
     """path -> (columns, table properties) for every table the streams write."""
@@ -148,6 +214,10 @@ def schemas(tables: LakeTables) -> dict[str, tuple[dict[str, str], dict[str, str
     out[tables.embed_dead_letters] = (EMBED_DEAD_LETTER_COLUMNS, {})
     out[tables.index_log] = (INDEX_LOG_COLUMNS, {})
     out[tables.index_dead_letters] = (INDEX_DEAD_LETTER_COLUMNS, {})
+    out[tables.index_generations] = (GENERATION_COLUMNS, {})
+    out[tables.reindex_progress] = (REINDEX_PROGRESS_COLUMNS, {})
+    out[tables.erasure_requests] = (ERASURE_REQUEST_COLUMNS, {})
+    out[tables.erasure_log] = (ERASURE_LOG_COLUMNS, {})
     return out
 
 
