@@ -11,6 +11,18 @@
     vectorlake models register           put the configured encoders in the mlflow registry (idempotent)
     vectorlake models show               the versions the aliases point at
     vectorlake freshness [--since ISO]   lag from event time and from receipt to indexed_at (P50/P95/max)
+    vectorlake reindex [--text-model V] [--image-model V] [--generation INDEX] [--no-validate]
+                                         build a new index generation from silver, then validate it
+    vectorlake validate [GEN]            the validation gate (recorded in mlflow and the control table)
+    vectorlake cutover [GEN]             make the validated building generation live (atomic)
+    vectorlake rollback                  serve the previous generation again
+    vectorlake abandon [GEN]             delete the building generation
+    vectorlake generations               list generations: state, models, aliases, gate
+    vectorlake retention                 delete generations retired more than index.retention_hours ago
+    vectorlake backfill --from TS --to TS [--target silver|index|both]
+                                         replay bronze events of a time range into silver and/or the index
+    vectorlake warehouse build           dbt snapshot + build + test of the history models
+    vectorlake warehouse docs [--serve]  dbt docs generate (lineage); --serve browses them
     vectorlake search (--text T | --image FILE | --like ID) [--category C] [--locale L] [--seller S]
                       [--attr KEY=VALUE ...] [--k N] [--exact] [--json]
                                          k-NN search of the live index, filters inside the query
@@ -27,6 +39,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from vectorlake.argtypes import OneLineParser, positive_float, positive_int
 from vectorlake.config import Config, load_config
@@ -110,9 +123,20 @@ def _stream(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _models_register(cfg: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from vectorlake.embed import registry
 
-    for ref in registry.register_all(cfg):
+    if args.from_folder is not None:
+        if args.role is None:
+            raise VectorlakeError("models register --from-folder needs --role text|image")
+        folder = Path(args.from_folder).resolve()
+        refs = [registry.register_folder(cfg, args.role, folder, f"folder:{folder.name}")]
+    elif args.role is not None:
+        refs = [registry.register(cfg, args.role)]
+    else:
+        refs = registry.register_all(cfg)
+    for ref in refs:
         print(f"{ref.role}: {ref.label} ({ref.source}) at {ref.path}")
     return 0
 
@@ -160,6 +184,115 @@ def _freshness(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _warehouse_build(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake import warehouse
+
+    print(warehouse.build(cfg).line())
+    return 0
+
+
+def _warehouse_docs(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake import warehouse
+
+    target = warehouse.docs(cfg)
+    print(f"docs in {target} (index.html, manifest.json, catalog.json)")
+    if args.serve:
+        print(f"serving them at http://{cfg.stack.host}:{args.port} (Ctrl-C stops)")
+        warehouse.serve_docs(cfg, args.port)
+    return 0
+
+
+def _reindex(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import lifecycle, reindex
+    from vectorlake.spark import build_session
+
+    if args.generation is None:
+        gen = lifecycle.create_generation(cfg, args.text_model, args.image_model)
+        print(f"building {gen.index} with {gen.text_model} + {gen.image_model}")
+        index = gen.index
+    else:
+        index = args.generation
+    spark = build_session(cfg, app_name=f"vectorlake-reindex-{index}")
+    print(reindex.load(spark, cfg, index).line())
+    if args.no_validate:
+        print(f"not validated: run `vectorlake validate {index}`, then `vectorlake cutover {index}`")
+        return 0
+    report = lifecycle.validate(cfg, index)
+    print(report.text(), end="")
+    if not report.passed:
+        return 1
+    print(f"cut it over with `vectorlake cutover {index}`")
+    return 0
+
+
+def _validate(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import lifecycle
+
+    report = lifecycle.validate(cfg, args.generation)
+    print(report.text(), end="")
+    return 0 if report.passed else 1
+
+
+def _cutover(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import lifecycle
+
+    print(lifecycle.cutover(cfg, args.generation).line())
+    return 0
+
+
+def _rollback(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import lifecycle
+
+    print(lifecycle.rollback(cfg).line())
+    return 0
+
+
+def _abandon(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import lifecycle
+
+    print(f"deleted {lifecycle.abandon(cfg, args.generation)}")
+    return 0
+
+
+def _generations(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import lifecycle
+
+    found = lifecycle.list_generations(cfg)
+    if not found:
+        print(f"no generations behind '{cfg.index.alias}' yet")
+    for gen in found:
+        print(gen.line())
+    return 0
+
+
+def _retention(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import lifecycle
+
+    deleted = lifecycle.retention(cfg)
+    print(f"deleted {', '.join(deleted)}" if deleted else "nothing to delete")
+    return 0
+
+
+def _backfill(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import backfill
+    from vectorlake.spark import build_session
+
+    backfill.check_range(args.start, args.end)
+    spark = build_session(cfg, app_name="vectorlake-backfill")
+    print(backfill.run(spark, cfg, args.start, args.end, args.target).line())
+    return 0
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO-8601 timestamp, got {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"add a time zone (e.g. Z) to {text!r}")
+    return value
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not value.strip():
@@ -180,7 +313,6 @@ def _k(text: str) -> int:
 
 
 def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from datetime import datetime
 
     from vectorlake.generate import GeneratorSpec
 
@@ -232,14 +364,14 @@ def _add_stream(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _add_models(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="the embedding models in the mlflow registry")
     models_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    models_sub.add_parser("register", help="register the configured encoders (idempotent)").set_defaults(
-        func=_models_register
-    )
+    reg = models_sub.add_parser("register", help="register the configured encoders (idempotent)")
+    reg.add_argument("--role", choices=("text", "image"), help="only this role's model")
+    reg.add_argument("--from-folder", metavar="DIR", help="register this model folder (with --role) instead")
+    reg.set_defaults(func=_models_register)
     models_sub.add_parser("show", help="the versions the aliases point at").set_defaults(func=_models_show)
 
 
 def _add_freshness(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from datetime import datetime
 
     def since(text: str) -> datetime:
         try:
@@ -273,6 +405,47 @@ def _add_search(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=_search)
 
 
+def _add_generations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("reindex", help="build a new index generation from silver (then validate it)")
+    p.add_argument("--text-model", metavar="V", help="text model version (default: the champion alias)")
+    p.add_argument("--image-model", metavar="V", help="image model version (default: the champion alias)")
+    p.add_argument("--generation", metavar="INDEX", help="load this building generation (resume it)")
+    p.add_argument("--no-validate", action="store_true", help="load only; validate later")
+    p.set_defaults(func=_reindex)
+    for name, func, text in (
+        ("validate", _validate, "run the validation gate on the building generation"),
+        ("cutover", _cutover, "make the validated building generation live (one _aliases request)"),
+        ("abandon", _abandon, "delete the building generation (e.g. after its gate failed)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("generation", nargs="?", metavar="GENERATION", help="default: the building one")
+        p.set_defaults(func=func)
+    sub.add_parser("rollback", help="serve the previous generation again").set_defaults(func=_rollback)
+    sub.add_parser("generations", help="list the index generations and their state").set_defaults(
+        func=_generations
+    )
+    sub.add_parser("retention", help="delete retired generations past index.retention_hours").set_defaults(
+        func=_retention
+    )
+    p = sub.add_parser("backfill", help="replay a time range of bronze events into silver and/or the index")
+    for flag, dest, text in (("--from", "start", "inclusive"), ("--to", "end", "exclusive")):
+        p.add_argument(flag, dest=dest, required=True, type=_timestamp, metavar="TS", help=f"ISO-8601 {text}")
+    p.add_argument("--target", choices=("silver", "index", "both"), default="both", help="default: both")
+    p.set_defaults(func=_backfill)
+
+
+def _add_warehouse(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("warehouse", help="the dbt history models (DuckDB locally, Snowflake in prod)")
+    wsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    wsub.add_parser("build", help="dbt snapshot, build and test over the lake tables").set_defaults(
+        func=_warehouse_build
+    )
+    docs = wsub.add_parser("docs", help="dbt docs generate (lineage); --serve to browse them")
+    docs.add_argument("--serve", action="store_true", help="serve the docs on 127.0.0.1 until Ctrl-C")
+    docs.add_argument("--port", type=positive_int, default=8081, help="port for --serve (default: 8081)")
+    docs.set_defaults(func=_warehouse_docs)
+
+
 def _print_status(st: object) -> None:
     from vectorlake.stack import StackStatus
 
@@ -289,6 +462,10 @@ def _print_status(st: object) -> None:
     for s in st.servers:
         if not s.healthy:
             print(f"{s.name} log: {s.log_path}")
+    login = st.airflow_login
+    if login is not None:
+        password = login.password or f"not generated yet (the api-server writes it to {login.password_file})"
+        print(f"airflow login: {login.url}  user {login.user}  password {password}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_search(sub)
     _add_freshness(sub)
+    _add_generations(sub)
+    _add_warehouse(sub)
     return parser
 
 
@@ -341,6 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("vectorlake").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # opensearch-py logs every 404 as a warning; an absent alias is an answer here, not a problem
+    logging.getLogger("opensearch").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars in command output
     try:
         cfg = load_config(env=args.env)

@@ -217,44 +217,58 @@ def register(cfg: Config, role: str) -> ModelRef:
 
     Returns the version holding those files. Sets the alias to it only if the alias is not set yet.
     """
+    mcfg = _model_cfg(cfg, role)
+    with tempfile.TemporaryDirectory(prefix="vectorlake-model-") as tmp:
+        folder = build_artifact(role, mcfg.source, Path(tmp) / ARTIFACT_PATH)
+        return register_folder(cfg, role, folder, mcfg.source)
+
+
+def register_folder(cfg: Config, role: str, folder: Path, source: str) -> ModelRef:
+    """Put a model folder (e.g. a fine-tuned sentence-transformers model) in the registry as ``role``'s model.
+
+    Idempotent like `register`: the same files give the same version. ``source`` says where it came from.
+    Sets the alias only if it is not set yet; a new version is promoted explicitly, or used by version
+    (``vectorlake reindex --text-model V``).
+    """
     from mlflow.exceptions import MlflowException
 
     mcfg = _model_cfg(cfg, role)
+    if not folder.is_dir():
+        raise ConfigError(f"model folder {folder} does not exist")
     client = _client(cfg)
-    with tempfile.TemporaryDirectory(prefix="vectorlake-model-") as tmp:
-        folder = build_artifact(role, mcfg.source, Path(tmp) / ARTIFACT_PATH)
-        sha = folder_sha256(folder)
-        found = _version_with_hash(client, mcfg.name, sha)
-        if found is not None:
-            version = str(found.version)
-            log.info("%s/%s already holds %s (sha256 %s)", mcfg.name, version, mcfg.source, sha[:12])
-        else:
+    sha = folder_sha256(folder)
+    found = _version_with_hash(client, mcfg.name, sha)
+    if found is not None:
+        version = str(found.version)
+        log.info("%s/%s already holds %s (sha256 %s)", mcfg.name, version, source, sha[:12])
+    else:
+        try:
             dim = model_dim(role, str(folder))
-            try:
-                client.create_registered_model(mcfg.name, description=f"vectorlake {role} encoder")
-            except MlflowException as e:
-                if e.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            run = client.create_run(_experiment_id(client, cfg), run_name=f"register-{role}-{mcfg.source}")
-            try:
-                client.log_artifacts(run.info.run_id, str(folder), ARTIFACT_PATH)
-                for key, value in {"role": role, "source": mcfg.source, "content_sha256": sha}.items():
-                    client.set_tag(run.info.run_id, key, value)
-            except Exception:
-                client.set_terminated(run.info.run_id, status="FAILED")
+        except Exception as e:  # whatever the loader says about a folder it cannot read
+            raise ConfigError(f"{folder} is not a loadable {role} model: {e}") from e
+        try:
+            client.create_registered_model(mcfg.name, description=f"vectorlake {role} encoder")
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-            client.set_terminated(run.info.run_id)
-            created = client.create_model_version(
-                mcfg.name,
-                source=f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_PATH}",
-                run_id=run.info.run_id,
-                tags={"content_sha256": sha, "source": mcfg.source, "dim": str(dim), "role": role},
-                description=f"{role} encoder built from {mcfg.source}",
-            )
-            version = str(created.version)
-            log.info(
-                "registered %s/%s from %s (dim %d, sha256 %s)", mcfg.name, version, mcfg.source, dim, sha[:12]
-            )
+        run = client.create_run(_experiment_id(client, cfg), run_name=f"register-{role}-{source}")
+        try:
+            client.log_artifacts(run.info.run_id, str(folder), ARTIFACT_PATH)
+            for key, value in {"role": role, "source": source, "content_sha256": sha}.items():
+                client.set_tag(run.info.run_id, key, value)
+        except Exception:
+            client.set_terminated(run.info.run_id, status="FAILED")
+            raise
+        client.set_terminated(run.info.run_id)
+        created = client.create_model_version(
+            mcfg.name,
+            source=f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_PATH}",
+            run_id=run.info.run_id,
+            tags={"content_sha256": sha, "source": source, "dim": str(dim), "role": role},
+            description=f"{role} encoder built from {source}",
+        )
+        version = str(created.version)
+        log.info("registered %s/%s from %s (dim %d, sha256 %s)", mcfg.name, version, source, dim, sha[:12])
     try:
         current = client.get_model_version_by_alias(mcfg.name, mcfg.alias)
     except MlflowException:

@@ -20,6 +20,7 @@ import pandas as pd  # at module level: pandas UDFs resolve their type hints in 
 
 from vectorlake.config import Config
 from vectorlake.embed.registry import ModelRef
+from vectorlake.lake.conflicts import retry_conflicts
 from vectorlake.lake.tables import LakeTables
 
 if TYPE_CHECKING:
@@ -219,16 +220,18 @@ def embed(
         now.alias("embedded_at"),
         F.lit(batch_id).cast("bigint").alias("batch_id"),
     )
-    (
-        DeltaTable.forPath(spark, tables.embeddings)
-        .alias("t")
-        .merge(
-            rows.alias("s"),
-            "t.listing_id = s.listing_id AND t.modality = s.modality AND t.model_version = s.model_version "
-            "AND t.content_hash = s.content_hash",
-        )
-        .whenNotMatchedInsertAll()
-        .execute()
+    # Insert-only on the full key, so running it again is harmless: a reindex and the stream add vectors
+    # at the same time, and the one that commits second retries on Delta's conflict.
+    key = ("listing_id", "modality", "model_version", "content_hash")
+    retry_conflicts(
+        lambda: (
+            DeltaTable.forPath(spark, tables.embeddings)
+            .alias("t")
+            .merge(rows.alias("s"), " AND ".join(f"t.{k} = s.{k}" for k in key))
+            .whenNotMatchedInsertAll()
+            .execute()
+        ),
+        f"{tables.embeddings} merge",
     )
     n_failed = 0
     if modality == "image":

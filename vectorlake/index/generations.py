@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from vectorlake.config import Config
+from vectorlake.config import Config, IndexConfig
 from vectorlake.errors import IndexStateError
 from vectorlake.index.mappings import index_body
 
@@ -116,3 +116,75 @@ def model_version(meta: Mapping[str, Any], role: str) -> str:
             f"the index generation's _meta has no {role}_model (expected '<model>/<version>')"
         )
     return label.rsplit("/", 1)[1]
+
+
+def family(cfg: IndexConfig) -> dict[str, str]:
+    """The aliases of a generation family by role: live (``alias``), next (building), prev (rollback)."""
+    return {"live": cfg.alias, "next": cfg.next_alias, "prev": cfg.prev_alias}
+
+
+def alias_map(client: OpenSearch, cfg: IndexConfig) -> dict[str, str]:
+    """role -> physical index for each family alias that exists (the write index where there are several)."""
+    out = {}
+    for role, alias in family(cfg).items():
+        index = live_index(client, alias)
+        if index is not None:
+            out[role] = index
+    return out
+
+
+def next_number(client: OpenSearch, alias: str) -> int:
+    """N of the next generation: one more than any ``<alias>_g<N>`` that exists (deleted ones are not reused
+    while their control row remembers them: callers pass those too)."""
+    return 1 + max((generation_number(alias, i) or 0 for i in generations(client, alias)), default=0)
+
+
+def create_building(
+    client: OpenSearch, cfg: IndexConfig, number: int, text_dim: int, image_dim: int, meta: Mapping[str, Any]
+) -> str:
+    """Create generation ``number`` behind the ``next`` alias, tuned for a bulk load.
+
+    Refresh is off and there are no replicas during the load (`finish_build` restores both), and the index
+    remembers deletes for ``index.build_gc_deletes``: the bulk load writes listing states read a while
+    earlier, and a delete the stream applied meanwhile must still win over them by version.
+    """
+    name = generation_name(cfg.alias, number)
+    body = index_body(cfg, text_dim, image_dim, meta)
+    body["settings"]["index"].update(
+        {"refresh_interval": "-1", "number_of_replicas": 0, "gc_deletes": cfg.build_gc_deletes}
+    )
+    body["aliases"] = {cfg.next_alias: {"is_write_index": True}}
+    client.indices.create(index=name, body=body)
+    log.info("created index generation %s behind alias %s", name, cfg.next_alias)
+    return name
+
+
+def finish_build(client: OpenSearch, cfg: IndexConfig, index: str) -> None:
+    """Restore the serving settings after a bulk load and make everything searchable."""
+    client.indices.put_settings(
+        index=index,
+        body={"index": {"refresh_interval": cfg.refresh_interval, "number_of_replicas": cfg.replicas}},
+    )
+    client.indices.refresh(index=index)
+
+
+def swap_actions(cfg: IndexConfig, new: str, current: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The one ``_aliases`` request that makes ``new`` live (pure).
+
+    ``current`` is `alias_map`'s answer. ``new`` gets the read alias (as write index) and loses ``next`` or
+    ``prev``, whichever it had; the generation live until now becomes ``prev`` (the rollback target); an
+    older ``prev`` loses the alias (it stays retired until the retention deletes it).
+    """
+    live, nxt, prev = (current.get(r) for r in ("live", "next", "prev"))
+    if live == new:
+        raise IndexStateError(f"{new} is already live behind '{cfg.alias}'")
+    actions: list[dict[str, Any]] = []
+    if nxt == new:
+        actions.append({"remove": {"index": new, "alias": cfg.next_alias}})
+    if prev is not None and prev != live:
+        actions.append({"remove": {"index": prev, "alias": cfg.prev_alias}})
+    if live is not None:
+        actions.append({"remove": {"index": live, "alias": cfg.alias}})
+        actions.append({"add": {"index": live, "alias": cfg.prev_alias, "is_write_index": True}})
+    actions.append({"add": {"index": new, "alias": cfg.alias, "is_write_index": True}})
+    return actions

@@ -181,8 +181,12 @@ def write(
     sleep: Callable[[float], None] = time.sleep,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
+    require_alias: bool = True,
 ) -> list[WriteResult]:
     """Write ``actions`` through ``target_alias``; one result per action, in the order given.
+
+    ``require_alias=False`` lets ``target_alias`` be a generation the caller resolved through its alias
+    (the stream pins each generation for a micro-batch, see `vectorlake.index.stream`).
 
     Requests hold at most ``cfg_sink.bulk_docs`` items and ``cfg_sink.bulk_bytes`` bytes (a bigger
     single item goes alone); ``concurrency`` of them are in flight at once. Nothing forces a refresh.
@@ -200,7 +204,7 @@ def write(
     payloads: list[bytes | None] = [None] * len(actions)
     verdicts: list[ItemVerdict | None] = [None] * len(actions)
     pending = list(range(len(actions)))
-    params = {"require_alias": "true", "filter_path": _FILTER_PATH}
+    params = {"require_alias": str(require_alias).lower(), "filter_path": _FILTER_PATH}
 
     def chunks(positions: list[int]) -> Iterator[_Chunk]:
         """Cut positions into requests; an item is serialized once, the first time it is sent."""

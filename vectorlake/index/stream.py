@@ -2,18 +2,27 @@
 
 One query, named ``vectorlake_index``, checkpointed at ``<checkpoint root>/index``. Each micro-batch:
 
-1. takes the listing ids the change feed touched and reads their *current* silver rows (a replay, or a
+1. resolves its targets: the generation behind each family alias (``index.alias`` = live, ``<alias>_next``
+   = building, ``<alias>_prev`` = the rollback target), each with the model versions in its ``_meta``;
+   this happens after the batch's change-feed offsets are fixed, so a change committed after a new
+   generation appeared is written to it by this or a later batch, and one committed before is in the
+   silver state the reindex of that generation reads;
+2. takes the listing ids the change feed touched and reads their *current* silver rows (a replay, or a
    batch that lags behind silver, therefore writes the newest state, and the index converges);
-2. for the served ones builds the text model input and the image input (the primary image URL), and gets
-   the vectors from `vectorlake.embed.stage.embed` (cache hits reused, misses embedded once);
-3. writes every touched key to every target generation (the live one behind ``index.alias``): served
-   listings as documents, the others (deleted, suppressed) as deletes, all with
-   ``version_type=external_gte`` and the state version, from the executors (``mapInPandas``);
-4. appends the write results to ``gold/index_log`` and the rejected ones to ``gold/index_dead_letters``
-   (txn appends keyed by the query id and batch id).
+3. for the served ones builds the text model input and the image input (the primary image URL), and gets
+   each target's vectors from `vectorlake.embed.stage.embed` with that target's models (cache hits
+   reused, misses embedded once);
+4. writes every touched key to every target: served listings as documents, the others (deleted,
+   suppressed) as deletes, all with ``version_type=external_gte`` and the state version, from the
+   executors (``mapInPandas``). Each target's writes go to the index its alias named at step 1: a cutover
+   moves the aliases between generations, and a generation must only ever get its own model's vectors
+   (writing through the alias during a cutover would put one model's vectors into the other's index);
+5. appends the write results to ``gold/index_log`` and the rejected ones to ``gold/index_dead_letters``
+   (txn appends keyed by the query id, the generation and the batch id).
 
-If OpenSearch keeps failing after the sink's retries, the batch raises `IndexUnavailable` and the query
-stops; `vectorlake.pipeline` restarts it from its checkpoint, which replays the batch.
+If OpenSearch keeps failing after the sink's retries (or a target generation was deleted meanwhile), the
+batch raises `IndexUnavailable` and the query stops; `vectorlake.pipeline` restarts it from its checkpoint,
+which replays the batch against freshly resolved targets.
 """
 
 from __future__ import annotations
@@ -49,8 +58,8 @@ def checkpoint_path(cfg: Config) -> str:
 class Target:
     """A generation the stream writes to: reached through `alias`, embedded with its own models."""
 
-    alias: str
-    index: str
+    alias: str  # the family alias it was resolved through (recorded in the index log)
+    index: str  # the generation written
     text: ModelRef
     image: ModelRef
     image_dim: int
@@ -154,7 +163,7 @@ def _write_partition(spec: _WriteSpec) -> Any:
                 actions.append(
                     sink.Upsert(row.listing_id, version, {k: v for k, v in doc.items() if v is not None})
                 )
-            results = sink.write(client, spec.target.alias, actions, spec.sink)
+            results = sink.write(client, spec.target.index, actions, spec.sink, require_alias=False)
             by_id = {r.listing_id: r for r in frame.itertuples(index=False)}
             out = []
             for r in results:
@@ -206,7 +215,6 @@ class IndexWriter:
 
     cfg: Config
     tables: LakeTables
-    targets: list[Target]
     app_id: str | None = None
     counts: dict[int, IndexCounts] = field(default_factory=dict)
 
@@ -216,14 +224,27 @@ class IndexWriter:
         app_id = self.app_id or spark.sparkContext.getLocalProperty("sql.streaming.queryId")
         if not app_id:
             raise RuntimeError("IndexWriter needs app_id outside a streaming query")
+        targets = resolve_targets(self.cfg)  # after the batch's offsets were fixed: see the module doc
         keys = batch.select("listing_id").distinct()
-        counts = self.publish(spark, keys, batch_id, f"vectorlake-index-{app_id}")
+        counts = self.publish(spark, keys, batch_id, f"vectorlake-index-{app_id}", targets)
         if counts is not None:
             self.counts[batch_id] = IndexCounts(**{**counts.__dict__, "seconds": time.monotonic() - began})
             log.info("%s", self.counts[batch_id].line())
 
-    def publish(self, spark: SparkSession, keys: DataFrame, batch_id: int, app_id: str) -> IndexCounts | None:
-        """Embed and write the current silver state of `keys` (listing_id) to every target."""
+    def publish(
+        self,
+        spark: SparkSession,
+        keys: DataFrame,
+        batch_id: int,
+        app_id: str,
+        targets: list[Target],
+        served_only: bool = False,
+    ) -> IndexCounts | None:
+        """Embed and write the current silver state of `keys` (listing_id) to every target.
+
+        ``served_only`` writes only the listings that are served (a bulk load into a new generation has
+        nothing to delete); otherwise listings that are not served are deleted.
+        """
         from pyspark.sql import functions as F
 
         current = (
@@ -246,8 +267,10 @@ class IndexWriter:
                 "primary_image_url",
                 "policy_status",
             )
-            .localCheckpoint(eager=True)
         )
+        if served_only:
+            current = current.filter("served")
+        current = current.localCheckpoint(eager=True)
         n_keys = current.count()
         if n_keys == 0:
             return None
@@ -261,7 +284,7 @@ class IndexWriter:
         threads = max(1, (os.cpu_count() or 1) // parallelism)
         totals = {"upserts": 0, "deletes": 0, "applied": 0, "stale": 0, "rejected": 0}
         calls = {"text": 0, "image": 0, "failed": 0}
-        for target in self.targets:
+        for target in targets:
             text_vectors, text_counts = stage.embed(
                 spark,
                 inputs.select(
@@ -368,14 +391,38 @@ class IndexWriter:
         )
 
 
+_REFS: dict[tuple[str, str, str], ModelRef] = {}
+
+
+def _ref(cfg: Config, role: str, version: str) -> ModelRef:
+    """A registered model version, resolved once per process (a version's files never change)."""
+    from vectorlake.embed import registry
+
+    key = (cfg.mlflow_tracking_uri, role, version)
+    if key not in _REFS:
+        _REFS[key] = registry.resolve(cfg, role, version)
+    return _REFS[key]
+
+
 def _dim(ref: ModelRef) -> int:
     from vectorlake.embed.encoders import model_dim
 
     return model_dim(ref.role, ref.path)
 
 
+def target_for(cfg: Config, client: Any, alias: str, index: str) -> Target:
+    """The target for generation `index` (reached through `alias`), with the models its ``_meta`` names."""
+    from vectorlake.index import generations
+
+    meta = generations.generation_meta(client, index)
+    text = _ref(cfg, "text", generations.model_version(meta, "text"))
+    image = _ref(cfg, "image", generations.model_version(meta, "image"))
+    dim = meta.get("image_dim")  # recorded at creation; older generations: read from the model
+    return Target(alias, index, text, image, dim if isinstance(dim, int) else _dim(image))
+
+
 def resolve_targets(cfg: Config) -> list[Target]:
-    """The generations to write: the live one behind ``index.alias``, created from the champions if none."""
+    """The generations to write: live, building and rollback target; the live one is created if none."""
     from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
     from opensearchpy.exceptions import TransportError
 
@@ -393,31 +440,69 @@ def resolve_targets(cfg: Config) -> list[Target]:
         client.close()
 
 
+def generation_meta_for(text: ModelRef, image: ModelRef, cfg: Config) -> dict[str, Any]:
+    """The ``_meta`` of a new generation embedded with `text` and `image`."""
+    return {
+        "text_model": text.label,
+        "image_model": image.label,
+        "text_dim": _dim(text),
+        "image_dim": _dim(image),
+        "fusion": {
+            "text_weight": cfg.embed.fusion.text_weight,
+            "image_weight": cfg.embed.fusion.image_weight,
+        },
+    }
+
+
 def _resolve(cfg: Config, client: Any) -> list[Target]:
     from vectorlake.embed import registry
     from vectorlake.index import generations
 
-    index = generations.live_index(client, cfg.index.alias)
-    if index is None:
+    found = generations.alias_map(client, cfg.index)
+    if "live" not in found:
         text = registry.resolve(cfg, "text")
         image = registry.resolve(cfg, "image")
-        text_dim, image_dim = _dim(text), _dim(image)
-        meta = {
-            "text_model": text.label,
-            "image_model": image.label,
-            "text_dim": text_dim,
-            "image_dim": image_dim,
-            "fusion": {
-                "text_weight": cfg.embed.fusion.text_weight,
-                "image_weight": cfg.embed.fusion.image_weight,
-            },
-        }
-        index = generations.ensure_live_generation(client, cfg, text_dim, image_dim, meta)
-    meta = generations.generation_meta(client, index)
-    text = registry.resolve(cfg, "text", generations.model_version(meta, "text"))
-    image = registry.resolve(cfg, "image", generations.model_version(meta, "image"))
-    dim = meta.get("image_dim")  # recorded at creation; older generations: read from the model
-    return [Target(cfg.index.alias, index, text, image, dim if isinstance(dim, int) else _dim(image))]
+        meta = generation_meta_for(text, image, cfg)
+        index = generations.ensure_live_generation(client, cfg, meta["text_dim"], meta["image_dim"], meta)
+        _record_first(cfg, index, meta)
+        found["live"] = index
+    aliases = generations.family(cfg.index)
+    targets: dict[str, Target] = {}
+    for role in ("live", "next", "prev"):
+        behind = found.get(role)
+        if behind is not None and behind not in targets:
+            targets[behind] = target_for(cfg, client, aliases[role], behind)
+    return list(targets.values())
+
+
+def _record_first(cfg: Config, index: str, meta: Mapping[str, Any]) -> None:
+    """Record a generation the stream created itself (no reindex: the first one) as live."""
+    from datetime import UTC, datetime
+
+    from vectorlake import control
+    from vectorlake.index.generations import generation_number
+
+    table = control.generations_table(cfg)
+    if any(r["index"] == index for r in table.rows()):
+        return
+    now = datetime.now(UTC)
+    table.upsert(
+        [
+            {
+                "index": index,
+                "generation": generation_number(cfg.index.alias, index),
+                "alias": cfg.index.alias,
+                "state": "live",
+                "text_model": meta["text_model"],
+                "image_model": meta["image_model"],
+                "text_dim": meta["text_dim"],
+                "image_dim": meta["image_dim"],
+                "created_at": now,
+                "live_at": now,
+                "updated_at": now,
+            }
+        ]
+    )
 
 
 def start(spark: SparkSession, cfg: Config, once: bool) -> tuple[StreamingQuery, IndexWriter]:
@@ -428,7 +513,8 @@ def start(spark: SparkSession, cfg: Config, once: bool) -> tuple[StreamingQuery,
     interval = check_interval("embed.trigger_interval", cfg.embed.trigger_interval)
     tables = LakeTables(cfg.lake.root)
     ensure_tables(spark, tables)
-    writer = IndexWriter(cfg, tables, resolve_targets(cfg))
+    resolve_targets(cfg)  # fail now, not in the first batch, when OpenSearch or the models are missing
+    writer = IndexWriter(cfg, tables)
     reader = spark.readStream.format("delta").option("readChangeFeed", "true")
     if cfg.embed.max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", str(cfg.embed.max_files_per_trigger))

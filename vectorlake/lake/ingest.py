@@ -107,14 +107,14 @@ class BatchWriter:
                     txn_append(events[kind], self.tables.bronze(kind), app_id, batch_id)
             accepted = sum(n for (_, ok), n in tally.items() if ok)
             present = {kind for (kind, ok), n in tally.items() if ok and n}
-            changed = self._merge_silver(spark, events, present, batch_id, app_id) if present else 0
+            changed = self.merge_silver(spark, events, present, batch_id, app_id) if present else 0
         finally:
             batch.unpersist()
         counts = BatchCounts(batch_id, accepted, quarantined, changed, time.monotonic() - began)
         self.counts[batch_id] = counts
         log.debug("batch %d written: %s", batch_id, counts)
 
-    def _merge_silver(
+    def merge_silver(
         self,
         spark: SparkSession,
         events: dict[str, DataFrame],

@@ -1,0 +1,135 @@
+"""The control tables, read and written without Spark (delta-rs): small, and touched by short commands.
+
+`vectorlake cutover` or an Airflow task records a generation's new state in a second, not after a JVM
+start. The tables are plain Delta tables that Spark, dbt (DuckDB's delta plugin) and delta-rs all read.
+Writes are MERGEs keyed by the table's key, retried when another writer committed first, so recording the
+same fact twice leaves one row.
+
+Paths: a local folder, or ``s3a://``/``s3://`` (delta-rs speaks ``s3://``; the endpoint and region come from
+the ``s3`` config; production sets a locking provider or conditional puts for concurrent S3 writers, see
+the runbook).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from vectorlake.config import Config
+from vectorlake.lake.tables import GENERATION_COLUMNS, REINDEX_PROGRESS_COLUMNS, LakeTables
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+_COMMIT_RETRIES = 8
+
+
+def _arrow_type(spark_type: str) -> pa.DataType:
+    import pyarrow as pa
+
+    simple = {
+        "string": pa.string(),
+        "int": pa.int32(),
+        "bigint": pa.int64(),
+        "double": pa.float64(),
+        "boolean": pa.bool_(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
+    if spark_type in simple:
+        return simple[spark_type]
+    raise ValueError(f"no Arrow type for control-table column type {spark_type!r}")
+
+
+def arrow_schema(columns: Mapping[str, str]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, _arrow_type(t)) for name, t in columns.items()])
+
+
+def location(cfg: Config, path: str) -> tuple[str, dict[str, str]]:
+    """The URI delta-rs opens for a lake path, and its storage options."""
+    if path.startswith(("s3a://", "s3://")):
+        options = {"AWS_REGION": cfg.s3.region}
+        if cfg.s3_endpoint_url:
+            options["AWS_ENDPOINT_URL"] = cfg.s3_endpoint_url
+            options["AWS_ALLOW_HTTP"] = str(cfg.s3_endpoint_url.startswith("http://")).lower()
+        return "s3://" + path.split("://", 1)[1], options
+    return path, {}
+
+
+class ControlTable:
+    """One control table: its columns, key, and where it lives."""
+
+    def __init__(self, cfg: Config, path: str, columns: Mapping[str, str], key: Sequence[str]) -> None:
+        self.uri, self.options = location(cfg, path)
+        self.columns = dict(columns)
+        self.key = tuple(key)
+
+    def _table(self) -> Any:
+        from deltalake import DeltaTable, write_deltalake
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(self.uri, storage_options=self.options)
+        except TableNotFoundError:
+            import pyarrow as pa
+
+            empty = pa.Table.from_pylist([], schema=arrow_schema(self.columns))
+            try:
+                write_deltalake(self.uri, empty, mode="append", storage_options=self.options)
+            except Exception:  # another process created it first
+                log.debug("control table %s: creation raced", self.uri, exc_info=True)
+            return DeltaTable(self.uri, storage_options=self.options)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every row, as dicts (control tables are small)."""
+        rows: list[dict[str, Any]] = self._table().to_pyarrow_table().to_pylist()
+        return rows
+
+    def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows``, or update the columns each names (only those) in the row with the same key."""
+        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(tuple(sorted(r)), []).append(r)
+        for named, group in groups.items():
+            self._merge(list(named), group)
+
+    def _merge(self, named: list[str], rows: Sequence[Mapping[str, Any]]) -> None:
+        import pyarrow as pa
+        from deltalake.exceptions import CommitFailedError
+
+        missing = [k for k in self.key if k not in named]
+        if missing:
+            raise ValueError(f"{self.uri}: rows must name the key columns {missing}")
+        unknown = [c for c in named if c not in self.columns]
+        if unknown:
+            raise ValueError(f"{self.uri}: unknown columns {unknown}")
+        schema = arrow_schema({c: self.columns[c] for c in named})
+        source = pa.Table.from_pylist([{c: r[c] for c in named} for r in rows], schema=schema)
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in self.key)
+        updates = {f'"{c}"': f's."{c}"' for c in named if c not in self.key}
+        for attempt in range(_COMMIT_RETRIES):
+            merger = self._table().merge(source, on, source_alias="s", target_alias="t")
+            if updates:
+                merger = merger.when_matched_update(updates)
+            try:
+                merger.when_not_matched_insert({f'"{c}"': f's."{c}"' for c in named}).execute()
+                return
+            except CommitFailedError:
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))  # another writer committed first: merge again on top
+
+
+def generations_table(cfg: Config) -> ControlTable:
+    return ControlTable(cfg, LakeTables(cfg.lake.root).index_generations, GENERATION_COLUMNS, ("index",))
+
+
+def progress_table(cfg: Config) -> ControlTable:
+    return ControlTable(
+        cfg, LakeTables(cfg.lake.root).reindex_progress, REINDEX_PROGRESS_COLUMNS, ("index", "chunk")
+    )

@@ -1,0 +1,336 @@
+"""The validation gate a building generation must pass before `cutover` makes it live.
+
+    report = validate(cfg)          # `vectorlake validate`; the embedding_reindex DAG's validate task
+    report.passed, report.failures  # the control table and an mlflow run record the same
+
+Checks (thresholds under ``gate`` in the config):
+
+- ``count_parity``: documents in the generation against served listings in silver now.
+- ``missing_vectors``: share of documents without a text vector, plus served listings with a primary image
+  whose document has no image vector.
+- ``recall_at_10``: for a deterministic sample of served listing titles as queries (embedded with the
+  generation's own text model), the share of the exact top 10 that the ANN top 10 finds.
+- ``relevance``: hit@10 of the generator's labelled queries on the new generation may be at most
+  ``max_relevance_drop`` below the live one's (each embedded with its own model). Skipped, and said so,
+  when there is no live generation or no labelled-queries file.
+- ``embeddings_quality``: every cached vector of the generation's models has the model's dimension, no NaN
+  and unit norm.
+
+The run is logged to mlflow (experiment ``vectorlake-reindex``): parameters, one metric per check, the
+report as an artifact and a ``passed`` tag; its id goes to ``control/index_generations``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vectorlake.config import Config
+from vectorlake.lake.tables import LakeTables
+
+if TYPE_CHECKING:
+    from opensearchpy import OpenSearch
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "vectorlake-reindex"
+QUALITY_SAMPLE = 5000
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float | None  # None: skipped
+    threshold: str  # the rule, e.g. "<= 0.001"
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        shown = "skipped" if self.value is None else f"{self.value:.4f}"
+        verdict = "ok" if self.passed else "FAILED"
+        return f"{self.name}: {shown} ({self.threshold}) {verdict} - {self.detail}"
+
+
+@dataclass(frozen=True)
+class GateReport:
+    index: str
+    checks: tuple[Check, ...]
+    run_id: str
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        return [c.line() for c in self.checks if not c.passed]
+
+    def line(self) -> str:
+        if self.passed:
+            return f"gate passed for {self.index} (mlflow run {self.run_id})"
+        return f"gate FAILED for {self.index} (mlflow run {self.run_id}): " + "; ".join(self.failures)
+
+    def text(self) -> str:
+        return "\n".join([self.line(), *(c.line() for c in self.checks)]) + "\n"
+
+
+def at_most(name: str, value: float, limit: float, detail: str) -> Check:
+    return Check(name, value, f"<= {limit:g}", value <= limit, detail)
+
+
+def at_least(name: str, value: float, limit: float, detail: str) -> Check:
+    return Check(name, value, f">= {limit:g}", value >= limit, detail)
+
+
+def recall(ann: Sequence[str], exact: Sequence[str]) -> float:
+    """Share of the exact top-k that the ANN top-k found (1.0 when exact is empty)."""
+    return len(set(ann) & set(exact)) / len(exact) if exact else 1.0
+
+
+def golden_sample(ids_titles: Sequence[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """`n` (listing_id, title) pairs chosen by a hash of the id: the same sample on every run."""
+    keyed = sorted(ids_titles, key=lambda p: hashlib.sha256(p[0].encode()).hexdigest())
+    return [p for p in keyed if p[1] and p[1].strip()][:n]
+
+
+def vector_quality(vectors: Sequence[Sequence[float] | None], dim: int, max_norm_error: float) -> list[str]:
+    """What is wrong with a sample of vectors: wrong dimension, NaN, norm off 1. Empty list: all good."""
+    problems: dict[str, int] = {}
+    for v in vectors:
+        if v is None or len(v) != dim:
+            problems[f"dimension != {dim}"] = problems.get(f"dimension != {dim}", 0) + 1
+            continue
+        if any(math.isnan(x) for x in v):
+            problems["NaN"] = problems.get("NaN", 0) + 1
+            continue
+        norm = math.sqrt(sum(x * x for x in v))
+        if abs(norm - 1.0) > max_norm_error:
+            problems["norm off 1"] = problems.get("norm off 1", 0) + 1
+    return [f"{n} with {what}" for what, n in sorted(problems.items())]
+
+
+def _served(cfg: Config) -> Any:
+    """The served silver listings (listing_id, title, primary_image_url) as an Arrow table, via delta-rs."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    from vectorlake import control
+
+    uri, options = control.location(cfg, LakeTables(cfg.lake.root).listings)
+    data = DeltaTable(uri, storage_options=options).to_pyarrow_dataset()
+    return data.to_table(
+        columns=["listing_id", "title", "primary_image_url"],
+        filter=pc.field("served"),  # (`== True` matches no row of a Spark-written boolean column here)
+    )
+
+
+def _count(client: OpenSearch, index: str, query: Mapping[str, Any]) -> int:
+    return int(client.count(index=index, body={"query": query})["count"])
+
+
+def _text_encoder(cfg: Config, label: str) -> Any:
+    from vectorlake.embed.encoders import load_text_encoder
+    from vectorlake.index.stream import _ref
+
+    ref = _ref(cfg, "text", label.rsplit("/", 1)[1])
+    return load_text_encoder(
+        ref.path,
+        cfg.embed.device,
+        cfg.embed.batch_size,
+        cfg.embed.chunk_overlap_tokens,
+        cfg.embed.torch_threads,
+    )
+
+
+def _top_ids(client: OpenSearch, index: str, vector: Sequence[float], exact: bool) -> list[str]:
+    from vectorlake.index.search import Filters, search_vector
+
+    hits = search_vector(client, index, "text_vector", vector, 10, Filters(), exact=exact)
+    return [h.listing_id for h in hits]
+
+
+def _queries(texts: Sequence[str]) -> list[str]:
+    from vectorlake.embed.modelinput import text_input
+
+    return [text_input(t, None, None, None, ()) for t in texts]
+
+
+def labelled_queries(path: Path) -> list[tuple[str, list[str]]]:
+    """(query, relevant listing ids) from a generator's ``queries.jsonl``."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out.append((str(row["query"]), [str(x) for x in row["relevant"]]))
+    return out
+
+
+def hit_rate(client: OpenSearch, index: str, vectors: Any, relevant: Sequence[Sequence[str]]) -> float:
+    hits = 0
+    for vector, wanted in zip(vectors, relevant, strict=True):
+        hits += bool(set(_top_ids(client, index, [float(x) for x in vector], exact=False)) & set(wanted))
+    return hits / len(relevant) if relevant else 0.0
+
+
+def run_checks(cfg: Config, client: OpenSearch, index: str, live: str | None) -> list[Check]:
+    from vectorlake.index import generations
+
+    g = cfg.gate
+    client.indices.refresh(index=index)
+    meta = generations.generation_meta(client, index)
+    served = _served(cfg)
+    n_served = served.num_rows
+    docs = _count(client, index, {"match_all": {}})
+    checks = [
+        at_most(
+            "count_parity",
+            abs(docs - n_served) / max(n_served, 1),
+            g.max_count_gap,
+            f"{docs} documents, {n_served} served listings in silver",
+        )
+    ]
+
+    no_text = _count(client, index, {"bool": {"must_not": [{"exists": {"field": "text_vector"}}]}})
+    with_image = served.filter(served.column("primary_image_url").is_valid()).num_rows
+    image_vectors = _count(client, index, {"exists": {"field": "image_vector"}})
+    missing = no_text + max(with_image - image_vectors, 0)
+    checks.append(
+        at_most(
+            "missing_vectors",
+            missing / max(docs, 1),
+            g.max_missing_vectors,
+            f"{no_text} without a text vector; {image_vectors} image vectors for {with_image} served "
+            f"listings with a primary image",
+        )
+    )
+
+    encoder = _text_encoder(cfg, str(meta["text_model"]))
+    sample = golden_sample(
+        list(zip(served.column("listing_id").to_pylist(), served.column("title").to_pylist(), strict=True)),
+        g.golden_queries,
+    )
+    if sample:
+        vectors = encoder.encode(_queries([t for _, t in sample]))
+        queries = [[float(x) for x in v] for v in vectors]
+        recalls = [
+            recall(_top_ids(client, index, q, False), _top_ids(client, index, q, True)) for q in queries
+        ]
+        checks.append(
+            at_least(
+                "recall_at_10",
+                sum(recalls) / len(recalls),
+                g.min_recall_at_10,
+                f"ANN against exact search over {len(sample)} sampled listing titles",
+            )
+        )
+    else:
+        checks.append(Check("recall_at_10", None, f">= {g.min_recall_at_10:g}", False, "no served listings"))
+
+    checks.append(_relevance(cfg, client, index, live, encoder))
+    checks.append(_quality(cfg, meta))
+    return checks
+
+
+def _relevance(cfg: Config, client: OpenSearch, index: str, live: str | None, encoder: Any) -> Check:
+    from vectorlake.index import generations
+
+    rule = f"drop <= {cfg.gate.max_relevance_drop:g}"
+    path = cfg.labelled_queries
+    if live is None or live == index:
+        return Check("relevance", None, rule, True, "skipped: no live generation to compare with")
+    if not path.exists():
+        return Check("relevance", None, rule, True, f"skipped: no labelled queries at {path}")
+    present = {h["_id"] for h in _ids(client, live)}
+    queries = [(q, rel) for q, rel in labelled_queries(path) if present & set(rel)]
+    if not queries:
+        return Check("relevance", None, rule, True, "skipped: no labelled query has a live relevant listing")
+    texts, relevant = _queries([q for q, _ in queries]), [rel for _, rel in queries]
+    new = hit_rate(client, index, encoder.encode(texts), relevant)
+    live_encoder = _text_encoder(cfg, str(generations.generation_meta(client, live)["text_model"]))
+    old = hit_rate(client, live, live_encoder.encode(texts), relevant)
+    return Check(
+        "relevance",
+        old - new,
+        rule,
+        old - new <= cfg.gate.max_relevance_drop,
+        f"hit@10 over {len(queries)} labelled queries: {new:.3f} new, {old:.3f} live",
+    )
+
+
+def _ids(client: OpenSearch, index: str) -> Any:
+    from opensearchpy import helpers
+
+    return helpers.scan(client, index=index, query={"query": {"match_all": {}}}, _source=False)
+
+
+def _quality(cfg: Config, meta: Mapping[str, Any]) -> Check:
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    from vectorlake import control
+
+    uri, options = control.location(cfg, LakeTables(cfg.lake.root).embeddings)
+    data = DeltaTable(uri, storage_options=options).to_pyarrow_dataset()
+    problems, sampled = [], 0
+    for role in ("text", "image"):
+        label, dim = str(meta[f"{role}_model"]), int(meta[f"{role}_dim"])
+        rows = data.to_table(
+            columns=["vector"],
+            filter=(pc.field("model_version") == label) & (pc.field("modality") == role),
+        ).slice(0, QUALITY_SAMPLE)
+        vectors = rows.column("vector").to_pylist()
+        sampled += len(vectors)
+        problems += [f"{role}: {p}" for p in vector_quality(vectors, dim, cfg.gate.max_norm_error)]
+    return Check(
+        "embeddings_quality",
+        float(len(problems)),
+        "== 0 problems",
+        not problems,
+        "; ".join(problems) or f"{sampled} cached vectors: right dimension, no NaN, unit norm",
+    )
+
+
+def validate(cfg: Config, index: str | None = None) -> GateReport:
+    """Run every check on the building generation, log the mlflow run and record the verdict."""
+    import mlflow
+
+    from vectorlake.index import generations
+    from vectorlake.index.client import make_client
+    from vectorlake.ops import lifecycle
+
+    client = make_client(cfg)
+    try:
+        target = lifecycle.building(cfg, client, index)
+        live = generations.live_index(client, cfg.index.alias)
+        meta = generations.generation_meta(client, target)
+        checks = run_checks(cfg, client, target, live)
+    finally:
+        client.close()
+    mlflow.set_tracking_uri(cfg.mlflow_tracking_uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        location = f"{cfg.mlflow_artifact_root.rstrip('/')}/{EXPERIMENT}"
+        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=f"gate-{target}") as run:
+        mlflow.log_params(
+            {
+                "index": target,
+                "live": live or "",
+                "text_model": meta.get("text_model"),
+                "image_model": meta.get("image_model"),
+                **{f"gate.{k}": v for k, v in cfg.gate.__dict__.items()},
+            }
+        )
+        mlflow.log_metrics({c.name: c.value for c in checks if c.value is not None})
+        report = GateReport(target, tuple(checks), run.info.run_id)
+        mlflow.set_tag("passed", str(report.passed).lower())
+        mlflow.log_text(report.text(), "gate_report.txt")
+    lifecycle.record_validation(cfg, target, report.passed, report.run_id, "; ".join(report.failures))
+    (log.info if report.passed else log.warning)("%s", report.line())
+    return report
