@@ -2,7 +2,7 @@
 #   make setup   install everything (idempotent, cached): .venv, JVM jars, OpenSearch + k-NN
 #   make demo    set up, start the local stack and run the main job on it
 #   make test    set up, lint, start the local stack, run every test, stop the stack (also on failure)
-#   make lint    ruff + mypy
+#   make lint    ruff + mypy + sqlfluff (the dbt models)
 #   make bench   run the benchmarks in bench/ (results under bench/results/)
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
@@ -26,6 +26,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/sqlfluff lint dbt
 
 bench: setup
 	@bash scripts/bench.sh
