@@ -44,6 +44,9 @@ echo
 echo "==> freshness of this run (generated events carry made-up past event times: read the 'received' line)"
 "$VL" freshness --since "$started"
 echo
+echo "==> index generations (a model upgrade: vectorlake reindex, then vectorlake cutover)"
+"$VL" generations
+echo
 lake="$("$BIN/python" -c 'from vectorlake.config import load_config; print(load_config().lake.root)')"
 echo "The lake is in $lake (bronze/, quarantine/, silver/, gold/); the index is behind the alias 'listings'."
 echo "The stack stays up; stop it with: make down"

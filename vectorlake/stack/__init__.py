@@ -1,49 +1,54 @@
 """The local stack: `vectorlake stack up | down | status`.
 
 Servers are started together and waited on together (OpenSearch is the slow one); a failure stops
-nothing that was already healthy and reports the cause, the fix and the log path in one line.
+nothing that was already healthy and reports the cause, the fix and the log path in one line. Optional
+servers (Airflow) join with ``--with NAME``; ``only=True`` acts on the named optional servers alone, so
+Airflow can be started or stopped while the core servers others use keep running.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vectorlake.config import Config
 from vectorlake.errors import StackError
-from vectorlake.stack import process, servers
+from vectorlake.stack import airflow, process, servers
 from vectorlake.stack.process import ServerSpec, ServerState
 
 log = logging.getLogger(__name__)
 
-# Servers that join only when asked for (`stack up --with NAME`); a later release registers Airflow here.
-OPTIONAL_SERVERS: dict[str, object] = {}
+# Servers that join only when asked for (`stack up --with NAME`), by name: their spec from the config.
+OPTIONAL_SERVERS: dict[str, Callable[[Config], ServerSpec]] = {airflow.NAME: airflow.spec}
 
 
 @dataclass(frozen=True)
 class StackStatus:
     servers: tuple[ServerState, ...]
     mlflow: tuple[str, bool, str]  # uri, ready, detail
+    airflow_login: airflow.AdminLogin | None = None  # when Airflow was asked for
 
     @property
     def healthy(self) -> bool:
         return all(s.healthy for s in self.servers) and self.mlflow[1]
 
 
-def specs(cfg: Config, extra: Sequence[str] = ()) -> list[ServerSpec]:
+def specs(cfg: Config, extra: Sequence[str] = (), only: bool = False) -> list[ServerSpec]:
+    """The core servers and the optional ones named in ``extra`` (with ``only``: those alone)."""
     unknown = [name for name in extra if name not in OPTIONAL_SERVERS]
     if unknown:
         raise StackError(f"unknown optional server '{unknown[0]}'")
-    return servers.all_servers(cfg)
+    optional = [OPTIONAL_SERVERS[name](cfg) for name in dict.fromkeys(extra)]
+    return optional if only else [*servers.all_servers(cfg), *optional]
 
 
-def up(cfg: Config, extra: Sequence[str] = ()) -> StackStatus:
+def up(cfg: Config, extra: Sequence[str] = (), only: bool = False) -> StackStatus:
     _require_local(cfg)
     store = servers.MlflowStore.from_config(cfg)
     store.prepare()
     started = []
-    for spec in specs(cfg, extra):
+    for spec in specs(cfg, extra, only):
         proc = process.launch(spec)
         started.append((spec, proc))
     errors = []
@@ -55,22 +60,26 @@ def up(cfg: Config, extra: Sequence[str] = ()) -> StackStatus:
             errors.append(str(e))
     if errors:
         raise StackError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
-    return status(cfg, extra)
+    return status(cfg, extra, only)
 
 
-def down(cfg: Config, extra: Sequence[str] = ()) -> list[str]:
+def down(cfg: Config, extra: Sequence[str] = (), only: bool = False) -> list[str]:
+    """Stop the servers, optional ones first. Without ``only`` that is every server, whether named or
+    not: a plain `stack down` also stops an Airflow an earlier `up --with airflow` started."""
     _require_local(cfg)
-    return [spec.name for spec in reversed(specs(cfg, extra)) if process.stop(spec)]
+    targets = specs(cfg, extra, only) if only else specs(cfg, list(OPTIONAL_SERVERS))
+    return [spec.name for spec in reversed(targets) if process.stop(spec)]
 
 
-def status(cfg: Config, extra: Sequence[str] = ()) -> StackStatus:
-    states = tuple(process.state(spec) for spec in specs(cfg, extra))
+def status(cfg: Config, extra: Sequence[str] = (), only: bool = False) -> StackStatus:
+    states = tuple(process.state(spec) for spec in specs(cfg, extra, only))
     store = servers.MlflowStore.from_config(cfg)
     try:
         mlflow = (store.uri, True, store.health())
     except Exception as e:  # reported as not ready, with the reason
         mlflow = (store.uri, False, str(e))
-    return StackStatus(states, mlflow)
+    login = airflow.admin_login(cfg) if airflow.NAME in extra else None
+    return StackStatus(states, mlflow, login)
 
 
 def _require_local(cfg: Config) -> None:
