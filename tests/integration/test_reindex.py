@@ -301,10 +301,33 @@ def test_reindex_under_load_cutover_and_rollback(stack: Stack, spark: Any) -> No
     assert stack.loop.failures == [] and stack.loop.ok > 20, (stack.loop.ok, stack.loop.failures[:3])
 
 
-def test_a_broken_model_fails_the_gate_and_cannot_go_live(stack: Stack, spark: Any) -> None:
+def test_a_broken_model_fails_the_gate_and_cannot_go_live(
+    stack: Stack, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vectorlake.index.stream import IndexWriter
+
     cfg = stack.cfg
     gen = lifecycle.create_generation(cfg, text_version=stack.text_broken)
-    reindex.load(spark, cfg, gen.index)
+
+    # the load crashes in its second bucket, then a second run resumes after the first
+    real = IndexWriter.publish
+
+    def crash_in_bucket_1(self: IndexWriter, spark: Any, keys: Any, batch_id: int, *a: Any, **k: Any) -> Any:
+        if batch_id == 1 and "reindex" in a[0]:
+            raise RuntimeError("simulated crash")
+        return real(self, spark, keys, batch_id, *a, **k)
+
+    monkeypatch.setattr(IndexWriter, "publish", crash_in_bucket_1)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        reindex.load(spark, cfg, gen.index)
+    monkeypatch.setattr(IndexWriter, "publish", real)
+    resumed = reindex.load(spark, cfg, gen.index)
+    assert resumed.resumed == 1 and resumed.chunks == 3
+    progress = [r for r in control.progress_table(cfg).rows() if r["index"] == gen.index]
+    assert sorted(r["chunk"] for r in progress) == [0, 1, 2]  # each bucket recorded once
+    docs, versions = _docs(cfg, gen.index)
+    served = {lid: r for lid, r in _silver(cfg).items() if r["served"]}
+    assert set(docs) == set(served) and all(versions[lid] == r["version"] for lid, r in served.items())
     report = lifecycle.validate(cfg, gen.index)
     assert not report.passed
     failed = {line.split(":", 1)[0] for line in report.failures}
