@@ -29,15 +29,23 @@ log = logging.getLogger(__name__)
 )
 def embedding_rollback() -> None:
     @task
-    def rollback() -> str:
+    def target() -> str:
         from vectorlake.config import load_config
         from vectorlake.ops import lifecycle
 
-        line = str(lifecycle.rollback(load_config()).line())
+        return str(lifecycle.rollback_target(load_config()))
+
+    @task
+    def rollback(to: str) -> str:
+        from vectorlake.config import load_config
+        from vectorlake.ops import lifecycle
+
+        # naming the target makes a retry after a successful swap a no-op, not a second swap
+        line = str(lifecycle.rollback(load_config(), to).line())
         log.info("%s", line)
         return line
 
-    rollback()
+    rollback(target())
 
 
 embedding_rollback()

@@ -273,8 +273,10 @@ def test_reindex_under_load_cutover_and_rollback(stack: Stack, spark: Any) -> No
     assert rows[gen.index]["validation_run_id"] == report.run_id
 
     # rollback: generation 1 serves again, and it has the changes too (the stream kept writing it)
-    back = lifecycle.rollback(cfg)
+    assert lifecycle.rollback_target(cfg) == stack.g1
+    back = lifecycle.rollback(cfg, stack.g1)
     assert (back.live, back.retired) == (stack.g1, gen.index)
+    assert lifecycle.rollback(cfg, stack.g1) == back  # a retry does not swap back again
     docs, versions = index_documents(cfg)
     assert set(docs) == set(want)
     assert all(versions[lid] == row["version"] for lid, row in want.items())

@@ -273,14 +273,34 @@ def cutover(cfg: Config, index: str | None = None) -> Swap:
     return Swap(new, old, "cutover")
 
 
-def rollback(cfg: Config) -> Swap:
-    """Serve the generation behind the ``prev`` alias again (the live one becomes ``prev``)."""
+def rollback_target(cfg: Config) -> str:
+    """The generation `rollback` would serve (the one behind the ``prev`` alias)."""
+    client = _client(cfg)
+    try:
+        prev = sync(cfg, client).get("prev")
+    finally:
+        client.close()
+    if prev is None:
+        raise IndexStateError(f"nothing to roll back to: no alias '{cfg.index.prev_alias}'")
+    return prev
+
+
+def rollback(cfg: Config, to: str | None = None) -> Swap:
+    """Serve the generation behind the ``prev`` alias again (the live one becomes ``prev``).
+
+    With ``to`` (from `rollback_target`), running it again after it succeeded changes nothing instead of
+    swapping back a second time: a retried task is safe.
+    """
     from vectorlake.index import generations
 
     client = _client(cfg)
     try:
         found = sync(cfg, client)
+        if to is not None and found.get("live") == to:
+            return Swap(to, found.get("prev"), "rollback")  # done already
         prev = found.get("prev")
+        if to is not None and prev != to:
+            raise IndexStateError(f"cannot roll back to {to}: the rollback target is {prev}")
         if prev is None:
             raise IndexStateError(
                 f"nothing to roll back to: no alias '{cfg.index.prev_alias}' (its generation was deleted by "
