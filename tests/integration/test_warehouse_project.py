@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_warehouse import empty_lake, warehouse_cfg
+from tests.unit.test_warehouse_runner import empty_lake, warehouse_cfg
 from vectorlake import warehouse
 from vectorlake.config import Config
 

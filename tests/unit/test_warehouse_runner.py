@@ -1,6 +1,6 @@
 """vectorlake.warehouse without dbt runs: what it checks before running dbt and how it reports.
 
-    .venv/bin/python -m pytest tests/unit/test_warehouse.py -q
+    .venv/bin/python -m pytest tests/unit/test_warehouse_runner.py -q
 
 `empty_lake` and `warehouse_cfg` also serve tests/integration/test_warehouse_project.py.
 """
