@@ -394,7 +394,7 @@ class IndexWriter:
 _REFS: dict[tuple[str, str, str], ModelRef] = {}
 
 
-def _ref(cfg: Config, role: str, version: str) -> ModelRef:
+def model_ref(cfg: Config, role: str, version: str) -> ModelRef:
     """A registered model version, resolved once per process (a version's files never change)."""
     from vectorlake.embed import registry
 
@@ -415,8 +415,8 @@ def target_for(cfg: Config, client: Any, alias: str, index: str) -> Target:
     from vectorlake.index import generations
 
     meta = generations.generation_meta(client, index)
-    text = _ref(cfg, "text", generations.model_version(meta, "text"))
-    image = _ref(cfg, "image", generations.model_version(meta, "image"))
+    text = model_ref(cfg, "text", generations.model_version(meta, "text"))
+    image = model_ref(cfg, "image", generations.model_version(meta, "image"))
     dim = meta.get("image_dim")  # recorded at creation; older generations: read from the model
     return Target(alias, index, text, image, dim if isinstance(dim, int) else _dim(image))
 

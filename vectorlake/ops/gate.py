@@ -136,9 +136,9 @@ def _count(client: OpenSearch, index: str, query: Mapping[str, Any]) -> int:
 
 def _text_encoder(cfg: Config, label: str) -> Any:
     from vectorlake.embed.encoders import load_text_encoder
-    from vectorlake.index.stream import _ref
+    from vectorlake.index.stream import model_ref
 
-    ref = _ref(cfg, "text", label.rsplit("/", 1)[1])
+    ref = model_ref(cfg, "text", label.rsplit("/", 1)[1])
     return load_text_encoder(
         ref.path,
         cfg.embed.device,
