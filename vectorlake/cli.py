@@ -21,6 +21,9 @@
     vectorlake retention                 delete generations retired more than index.retention_hours ago
     vectorlake backfill --from TS --to TS [--target silver|index|both]
                                          replay bronze events of a time range into silver and/or the index
+    vectorlake erase --seller ID | --listing ID
+                                         record a GDPR/CCPA erasure request
+    vectorlake purge [--verify REQUEST_ID] erase pending requests everywhere, vacuum, verify; or only scan
     vectorlake warehouse build           dbt snapshot + build + test of the history models
     vectorlake warehouse docs [--serve]  dbt docs generate (lineage); --serve browses them
     vectorlake search (--text T | --image FILE | --like ID) [--category C] [--locale L] [--seller S]
@@ -434,6 +437,68 @@ def _add_generations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(func=_backfill)
 
 
+def _erase(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import erasure
+
+    subject_type, subject_id = (
+        ("seller", args.seller) if args.seller is not None else ("listing", args.listing)
+    )
+    req = erasure.record_request(cfg, subject_type, subject_id)
+    print(
+        f"erasure request {req.request_id} ({req.subject_type}) is {req.status}: `vectorlake purge` erases it"
+    )
+    return 0
+
+
+def _purge(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import erasure
+    from vectorlake.spark import build_session
+
+    if args.snowflake_sql is not None:
+        for statement in erasure.snowflake_sql(cfg, args.snowflake_sql):
+            print(statement)
+        return 0
+    spark = build_session(cfg, app_name="vectorlake-purge")
+    if args.verify is not None:
+        checks = erasure.verify(spark, cfg, args.verify)
+        for check in checks:
+            print(check.line())
+        return 1 if any(c.found for c in checks) else 0
+    report = erasure.purge(spark, cfg)
+    for line in report.lines():
+        print(line)
+    if report.unverified:
+        raise erasure.ErasureError(
+            f"{len(report.unverified)} erasure(s) not verified ({', '.join(report.unverified)}): "
+            "see `vectorlake purge --verify ID`"
+        )
+    if not args.no_deadline_check:
+        erasure.check_deadline(cfg)
+    return 0
+
+
+def _add_erasure(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("erase", help="record a GDPR/CCPA erasure request for a seller or a listing")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--seller", metavar="ID", help="erase a seller and every listing it ever named")
+    who.add_argument("--listing", metavar="ID", help="erase one listing")
+    p.set_defaults(func=_erase)
+    p = sub.add_parser("purge", help="carry out pending erasure requests in every store, then verify them")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--verify", metavar="REQUEST_ID", help="only scan every store for the subject")
+    mode.add_argument(
+        "--snowflake-sql",
+        metavar="REQUEST_ID",
+        help="print the Snowflake DELETEs for a request (hashes only)",
+    )
+    p.add_argument(
+        "--no-deadline-check",
+        action="store_true",
+        help="do not fail on requests older than erasure.deadline_hours (the DAG checks in its own task)",
+    )
+    p.set_defaults(func=_purge)
+
+
 def _add_warehouse(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("warehouse", help="the dbt history models (DuckDB locally, Snowflake in prod)")
     wsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -504,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_freshness(sub)
     _add_generations(sub)
+    _add_erasure(sub)
     _add_warehouse(sub)
     return parser
 

@@ -214,6 +214,13 @@ class WarehouseConfig:
 
 
 @dataclass(frozen=True)
+class ErasureConfig:
+    deadline_hours: float = 60.0  # a request older than this and not verified fails the purge job
+    vacuum_retention_hours: float = 0.0  # VACUUM RETAIN after an erasure (< 168 disables Delta's check)
+    catch_up_index: bool = True  # run the index stream once before vacuuming, if it is behind
+
+
+@dataclass(frozen=True)
 class Config:
     env: str
     stack: StackConfig
@@ -232,6 +239,7 @@ class Config:
     reference: ReferenceConfig
     spark: SparkConfig
     warehouse: WarehouseConfig
+    erasure: ErasureConfig = field(default_factory=ErasureConfig)
 
     @property
     def state_dir(self) -> Path:

@@ -18,7 +18,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vectorlake.config import Config
-from vectorlake.lake.tables import GENERATION_COLUMNS, REINDEX_PROGRESS_COLUMNS, LakeTables
+from vectorlake.lake.tables import (
+    ERASURE_LOG_COLUMNS,
+    ERASURE_REQUEST_COLUMNS,
+    GENERATION_COLUMNS,
+    REINDEX_PROGRESS_COLUMNS,
+    LakeTables,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -133,3 +139,33 @@ def progress_table(cfg: Config) -> ControlTable:
     return ControlTable(
         cfg, LakeTables(cfg.lake.root).reindex_progress, REINDEX_PROGRESS_COLUMNS, ("index", "chunk")
     )
+
+
+# A hashed subject whose later events ingest drops (vectorlake.ops.erasure): the requested subject itself,
+# and for a seller each listing it ever named. No personal data: sha256 of "<type>:<id>" only.
+TOMBSTONE_COLUMNS = {
+    "subject_hash": "string",
+    "subject_type": "string",  # seller | listing
+    "request_id": "string",
+    "recorded_at": "timestamp",
+}
+
+
+def tombstones_path(cfg: Config) -> str:
+    return LakeTables(cfg.lake.root).path("control", "erasure_tombstones")
+
+
+def requests_table(cfg: Config) -> ControlTable:
+    return ControlTable(
+        cfg, LakeTables(cfg.lake.root).erasure_requests, ERASURE_REQUEST_COLUMNS, ("request_id",)
+    )
+
+
+def erasure_log_table(cfg: Config) -> ControlTable:
+    return ControlTable(
+        cfg, LakeTables(cfg.lake.root).erasure_log, ERASURE_LOG_COLUMNS, ("request_id", "store")
+    )
+
+
+def tombstones_table(cfg: Config) -> ControlTable:
+    return ControlTable(cfg, tombstones_path(cfg), TOMBSTONE_COLUMNS, ("subject_hash",))

@@ -16,6 +16,8 @@ DAG_IDS = {
     "embedding_rollback",
     "index_retention",
     "warehouse_history",
+    "gdpr_erasure_request",
+    "gdpr_purge",
 }
 
 

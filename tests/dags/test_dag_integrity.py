@@ -23,6 +23,8 @@ SCHEDULES: dict[str, str | None] = {
     "embedding_rollback": None,
     "index_retention": "@daily",
     "warehouse_history": "@hourly",
+    "gdpr_erasure_request": None,
+    "gdpr_purge": "@hourly",
 }
 # Modules a DAG file must not pull in at parse time (the DAG processor parses every file every 30 s).
 HEAVY = {"pyspark", "delta", "torch", "sentence_transformers", "open_clip", "mlflow", "opensearchpy",

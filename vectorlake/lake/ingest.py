@@ -57,6 +57,7 @@ class BatchCounts:
     quarantined: int
     changed_listings: int
     seconds: float
+    erased: int = 0  # events of erased subjects (tombstones), dropped before quarantine and bronze
 
 
 def txn_append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
@@ -82,21 +83,29 @@ class BatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
+        from vectorlake.ops.erasure import mark_erased, tombstone_hashes
+
         began = time.monotonic()
         spark = batch.sparkSession
         app_id = self.app_id or spark.sparkContext.getLocalProperty("sql.streaming.queryId")
         if not app_id:
             raise RuntimeError("BatchWriter needs app_id outside a streaming query")
         app_id = f"vectorlake-ingest-{app_id}"
-        batch = batch.persist()
+        marked = mark_erased(batch, tombstone_hashes(spark, self.tables)).persist()
+        batch = marked.where(~F.col("_erased")).drop("_erased")  # erased subjects: counted, never stored
         try:
             # one pass to count; an empty part is not written at all (skipping a txnVersion is allowed)
-            tally = {
-                (r["kind"], r["ok"]): int(r["n"])
-                for r in batch.groupBy("kind", batch.rejection.isNull().alias("ok"))
+            tally: dict[tuple[str, bool], int] = {}
+            erased = 0
+            for r in (
+                marked.groupBy("kind", marked.rejection.isNull().alias("ok"), "_erased")
                 .agg(F.count("*").alias("n"))
                 .collect()
-            }
+            ):
+                if r["_erased"]:
+                    erased += int(r["n"])
+                else:
+                    tally[(r["kind"], r["ok"])] = int(r["n"])
             quarantined = sum(n for (_, ok), n in tally.items() if not ok)
             if quarantined:
                 txn_append(contracts.quarantine_rows(batch), self.tables.quarantine, app_id, batch_id)
@@ -109,8 +118,8 @@ class BatchWriter:
             present = {kind for (kind, ok), n in tally.items() if ok and n}
             changed = self.merge_silver(spark, events, present, batch_id, app_id) if present else 0
         finally:
-            batch.unpersist()
-        counts = BatchCounts(batch_id, accepted, quarantined, changed, time.monotonic() - began)
+            marked.unpersist()
+        counts = BatchCounts(batch_id, accepted, quarantined, changed, time.monotonic() - began, erased)
         self.counts[batch_id] = counts
         log.debug("batch %d written: %s", batch_id, counts)
 

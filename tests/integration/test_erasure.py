@@ -1,0 +1,368 @@
+"""GDPR erasure on the real stack: a seller erased from every store (history, every index generation, the
+warehouse snapshot, every S3 object version, landing files), everyone else unchanged, and late events for
+the seller dropped at ingest.
+
+One small catalog is streamed into a temp lake and a fresh index alias; its images live in a versioned moto
+bucket of its own (two versions each); a second generation is built behind the `_next` alias and the
+warehouse is built into a temp DuckDB file. The assertions read the stores directly, by id, not through the
+hash matching under test.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vectorlake import pipeline, warehouse
+from vectorlake.config import Config, load_config
+from vectorlake.embed import registry
+from vectorlake.generate import GeneratorSpec, generate, write_landing
+from vectorlake.lake.tables import LakeTables
+from vectorlake.ops import erasure, lifecycle, reindex
+
+SPEC = GeneratorSpec(
+    seed=11, listings=16, sellers=4, events=100, suppression_rate=0.0, image_rate=0.6, image_size=(64, 48)
+)
+LAKE_TABLES = (
+    "bronze/listing_changes",
+    "bronze/media",
+    "bronze/seller_policy",
+    "quarantine/events",
+    "silver/listings",
+    "silver/listing_versions",
+    "silver/media",
+    "silver/seller_policy",
+    "gold/embeddings",
+    "gold/embed_dead_letters",
+    "gold/index_log",
+    "gold/index_dead_letters",
+)
+
+
+@dataclass(frozen=True)
+class Stack:
+    cfg: Config
+    tables: LakeTables
+    landing: Path
+    bucket: str
+    seller: str  # the seller to erase
+    listings: frozenset[str]  # every listing that ever named it
+    late_lines: dict[str, list[str]]  # kind -> its original landing lines, event ids made new
+
+
+def _s3(cfg: Config) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=cfg.s3_endpoint_url, region_name=cfg.s3.region)
+
+
+def _os(cfg: Config) -> Any:
+    from vectorlake.index.client import make_client
+
+    return make_client(cfg)
+
+
+def _generations(cfg: Config) -> list[str]:
+    from vectorlake.index import generations
+
+    client = _os(cfg)
+    try:
+        return list(generations.generations(client, cfg.index.alias))
+    finally:
+        client.close()
+
+
+def _lines_of(landing: Path, seller: str, listings: frozenset[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path in sorted(landing.rglob("part-*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            if event.get("seller_id") == seller or event.get("listing_id") in listings:
+                # a new event id per line: the stream's dedup must not drop any before the tombstones do
+                event["event_id"] = f"{event.get('event_id')}-late-{len(out.get(path.parent.name, []))}"
+                out.setdefault(path.parent.name, []).append(json.dumps(event))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from pyspark.sql import functions as F
+
+    tmp = tmp_path_factory.mktemp("erasure")
+    landing = tmp / "landing"
+    write_landing(generate(SPEC, image_root=str(landing / "images")), landing, files_per_kind=1)
+    bucket = f"t-erasure-{uuid.uuid4().hex[:8]}"
+    patch = pytest.MonkeyPatch()
+    for key, value in {
+        "VECTORLAKE__LAKE__ROOT": str(tmp / "lake"),
+        "VECTORLAKE__INDEX__ALIAS": f"t-erasure-{uuid.uuid4().hex[:8]}",
+        "VECTORLAKE__SOURCES__LANDING_DIR": str(landing),
+        "VECTORLAKE__WAREHOUSE__DUCKDB_PATH": str(tmp / "warehouse" / "vectorlake.duckdb"),
+        "VECTORLAKE__S3__BUCKET": bucket,
+        "VECTORLAKE__REINDEX__CHUNKS": "2",
+        "AWS_ACCESS_KEY_ID": "testing",  # moto accepts any credentials
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        patch.setenv(key, value)
+    cfg = load_config()
+    s3 = _s3(cfg)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    try:
+        # the images move to the bucket (two versions each: an overwrite leaves the old one behind)
+        images = landing / "images"
+        for image in sorted(images.glob("*.jpg")):
+            for body in (b"old version", image.read_bytes()):
+                s3.put_object(Bucket=bucket, Key=f"images/{image.name}", Body=body)
+        for path in landing.rglob("part-*.jsonl"):
+            path.write_text(
+                path.read_text().replace(images.absolute().as_uri() + "/", f"s3://{bucket}/images/")
+            )
+
+        registry.register_all(cfg)
+        totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(landing))
+        assert totals.index is not None and totals.index.rejected == 0
+        gen = lifecycle.create_generation(cfg)
+        reindex.load(spark, cfg, gen.index)
+        warehouse.build(cfg)
+        tables = LakeTables(cfg.lake.root)
+
+        listings = spark.read.format("delta").load(tables.listings)
+        by_seller = listings.groupBy("seller_id").count().orderBy(F.desc("count"), "seller_id").collect()
+        seller = str(by_seller[0]["seller_id"])
+        ever = listings.where(F.array_contains("registers.sellers", seller) | (F.col("seller_id") == seller))
+        mine = frozenset(r[0] for r in ever.select("listing_id").collect())
+        assert mine and len(mine) < listings.count(), "the seller must own some listings, not all"
+        yield Stack(cfg, tables, landing, bucket, seller, mine, _lines_of(landing, seller, mine))
+    finally:
+        client = _os(cfg)
+        try:
+            for index in _generations(cfg):
+                client.indices.delete(index=index)
+        finally:
+            client.close()
+        for key, version in _all_versions(s3, bucket):
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        s3.delete_bucket(Bucket=bucket)
+        patch.undo()
+
+
+def _all_versions(s3: Any, bucket: str) -> list[tuple[str, str]]:
+    out = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            out.append((entry["Key"], entry["VersionId"]))
+    return sorted(out)
+
+
+def _subject_filter(columns: list[str], st: Stack) -> str:
+    ids = ", ".join(repr(x) for x in sorted(st.listings))
+    parts = []
+    if "listing_id" in columns:
+        parts.append(f"listing_id IN ({ids})")
+    if "seller_id" in columns:
+        parts.append(f"seller_id = {st.seller!r}")
+    if "registers" in columns:
+        parts.append(f"array_contains(registers.sellers, {st.seller!r})")
+    if "payload_text" in columns:
+        parts.append(f"payload_text LIKE '%{st.seller}%'")
+    return " OR ".join(parts)
+
+
+def _lake_rows(spark: Any, st: Stack, mine: bool) -> dict[str, list[str]]:
+    """Every current row of every lake table, as sorted JSON: the subject's rows, or everyone else's."""
+    out = {}
+    for name in LAKE_TABLES:
+        frame = spark.read.format("delta").load(st.tables.path(*name.split("/")))
+        cond = _subject_filter(frame.columns, st)
+        frame = frame.where(cond if mine else f"NOT coalesce({cond}, false)")
+        out[name] = sorted(frame.toJSON().collect())
+    return out
+
+
+def _index_docs(cfg: Config, query: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from opensearchpy import helpers
+
+    client = _os(cfg)
+    try:
+        out: dict[str, dict[str, Any]] = {}
+        for index in _generations(cfg):
+            client.indices.refresh(index=index)
+            for hit in helpers.scan(client, index=index, query={"query": query}, version=True):
+                out[f"{index}/{hit['_id']}"] = {
+                    "version": hit["_version"],
+                    "seller": hit["_source"]["seller_id"],
+                }
+        return out
+    finally:
+        client.close()
+
+
+def _subject_query(st: Stack) -> dict[str, Any]:
+    return {
+        "bool": {
+            "should": [{"term": {"seller_id": st.seller}}, {"ids": {"values": sorted(st.listings)}}],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+def _duckdb(cfg: Config, sql: str) -> list[tuple[Any, ...]]:
+    """A read of the test's own DuckDB file (the SQL is built from the test's own ids)."""
+    import duckdb
+
+    with duckdb.connect(cfg.warehouse.duckdb_path, read_only=True) as con:
+        rows: list[tuple[Any, ...]] = con.execute(sql).fetchall()
+        return rows
+
+
+def _landing_text(st: Stack) -> str:
+    return "".join(p.read_text() for p in sorted(st.landing.rglob("part-*.jsonl")))
+
+
+def _subject_keys(st: Stack, spark: Any) -> set[str]:
+    media = spark.read.format("delta").load(st.tables.bronze("media"))
+    urls = [r[0] for r in media.where(media.listing_id.isin(sorted(st.listings))).select("url").collect()]
+    return {u.split(f"s3://{st.bucket}/", 1)[1] for u in urls}
+
+
+def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
+    spark: Any, stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from delta.tables import DeltaTable
+
+    st, cfg = stack, stack.cfg
+    # before: the seller is in every kind of store, and a second generation exists
+    gens = _generations(cfg)
+    assert len(gens) == 2, gens
+    mine_before = _lake_rows(spark, st, mine=True)
+    for name in ("bronze/listing_changes", "silver/listings", "silver/listing_versions", "gold/embeddings"):
+        assert mine_before[name], f"{name} holds nothing of the seller: the test would prove nothing"
+    others_before = _lake_rows(spark, st, mine=False)
+    docs_mine = _index_docs(cfg, _subject_query(st))
+    assert {d.split("/")[0] for d in docs_mine} == set(gens), "the seller must be in both generations"
+    docs_others = _index_docs(cfg, {"bool": {"must_not": [_subject_query(st)]}})
+    snapshot = "snapshots.snp_listing_states"
+    ids = ", ".join(repr(x) for x in sorted(st.listings))
+    mine_sql = f"SELECT count(*) FROM {snapshot} WHERE listing_id IN ({ids})"  # noqa: S608
+    others_sql = f"SELECT * FROM {snapshot} WHERE listing_id NOT IN ({ids}) ORDER BY ALL"  # noqa: S608
+    assert _duckdb(cfg, mine_sql)[0][0] > 0
+    duck_others = _duckdb(cfg, others_sql)
+    s3 = _s3(cfg)
+    keys = _subject_keys(st, spark)
+    assert keys, "the seller must have images in the bucket"
+    versions_before = _all_versions(s3, st.bucket)
+    assert sum(1 for k, _ in versions_before if k in keys) == 2 * len(keys)
+    assert st.seller in _landing_text(st)
+    history_before = {
+        n: int(DeltaTable.forPath(spark, st.tables.path(*n.split("/"))).history(1).first()[0])
+        for n in LAKE_TABLES
+    }
+
+    req = erasure.record_request(cfg, "seller", st.seller)
+    assert erasure.record_request(cfg, "seller", st.seller).request_id == req.request_id  # idempotent
+    report = erasure.purge(spark, cfg)
+    assert report.verified == [req.request_id], report
+    assert not report.unverified and not report.overdue
+    counts = report.erased[req.request_id]
+    assert counts["silver/listings"] == len(mine_before["silver/listings"])
+    assert counts["bronze/listing_changes"] == len(mine_before["bronze/listing_changes"])
+    assert counts["s3"] == 2 * len(keys)
+    assert sum(n for s, n in counts.items() if s.startswith("opensearch/")) == len(docs_mine)
+
+    # the lake: nothing of the seller now, nor in any older version that can still be read
+    assert all(not rows for rows in _lake_rows(spark, st, mine=True).values())
+    readable_old = 0
+    for name in LAKE_TABLES:
+        path = st.tables.path(*name.split("/"))
+        for version in range(history_before[name] + 1):
+            try:
+                frame = spark.read.format("delta").option("versionAsOf", version).load(path)
+                found = frame.where(_subject_filter(frame.columns, st)).count()
+            except Exception as e:  # vacuumed: time travel to it fails, which is the point
+                vacuumed = ("FileNotFound", "does not exist", "No such file")
+                assert any(w in str(e) for w in vacuumed), str(e)[:500]
+                continue
+            readable_old += 1
+            assert found == 0, f"{name}@v{version} still shows the seller"
+    assert readable_old > 0, "some old versions stay readable (those without the seller's files)"
+    # everyone else: the same rows (silver/listings' CDF-derived stores unchanged too)
+    assert _lake_rows(spark, st, mine=False) == others_before
+
+    # every index generation
+    assert _index_docs(cfg, _subject_query(st)) == {}
+    assert _index_docs(cfg, {"bool": {"must_not": [_subject_query(st)]}}) == docs_others
+    # the warehouse snapshot and every table with the ids
+    assert _duckdb(cfg, mine_sql)[0][0] == 0
+    for schema, table, column in _duckdb(
+        cfg,
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+        "WHERE column_name IN ('listing_id', 'seller_id')",
+    ):
+        value = f"({ids})" if column == "listing_id" else f"({st.seller!r})"
+        sql = f'SELECT count(*) FROM "{schema}"."{table}" WHERE {column} IN {value}'  # noqa: S608
+        n = _duckdb(cfg, sql)[0][0]
+        assert n == 0, f"{schema}.{table} still has the seller ({column})"
+    assert _duckdb(cfg, others_sql) == duck_others
+    # every S3 object version
+    after = _all_versions(s3, st.bucket)
+    assert not [k for k, _ in after if k in keys]
+    assert after == [v for v in versions_before if v[0] not in keys]
+    # landing files
+    assert st.seller not in _landing_text(st) and all(lid not in _landing_text(st) for lid in st.listings)
+
+    # the control tables: done, subject_id cleared, no personal data in the log
+    from vectorlake.control import erasure_log_table, requests_table, tombstones_table
+
+    row = {r["request_id"]: r for r in requests_table(cfg).rows()}[req.request_id]
+    assert row["status"] == "done" and row["subject_id"] is None and row["finished_at"] is not None
+    recorded = json.dumps([*erasure_log_table(cfg).rows(), *tombstones_table(cfg).rows()], default=str)
+    assert st.seller not in recorded and all(lid not in recorded for lid in st.listings)
+    assert erasure.subject_hash("seller", st.seller) in recorded
+
+    # the verification scan, as the CLI prints it: one line per store, all absent
+    from vectorlake import cli
+
+    assert cli.main(["purge", "--verify", req.request_id]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(": absent (" in line for line in lines), lines
+    stores = {line.split(": ")[0] for line in lines}
+    assert {*LAKE_TABLES, "landing", f"s3/{st.bucket}", *(f"opensearch/{g}" for g in gens)} <= stores
+    assert f"duckdb/{snapshot}" in stores
+
+
+def test_events_for_an_erased_seller_arriving_later_bring_nothing_back(spark: Any, stack: Stack) -> None:
+    from vectorlake.lake import stream as ingest_stream
+
+    st, cfg = stack, stack.cfg
+    from vectorlake.control import requests_table
+
+    rows = {r["subject_hash"] for r in requests_table(cfg).rows()}
+    assert erasure.subject_hash("seller", st.seller) in rows, "runs after the erasure test"
+    late = sum(len(v) for v in st.late_lines.values())
+    assert late and st.late_lines.get("listing_changes")
+    for kind, lines in st.late_lines.items():
+        (st.landing / kind / "part-late.jsonl").write_text("".join(line + "\n" for line in lines))
+    others_before = _lake_rows(spark, st, mine=False)
+
+    query, writer = ingest_stream.start(spark, cfg, "files", True, str(st.landing))
+    query.awaitTermination()
+    assert query.exception() is None
+    assert sum(c.erased for c in writer.counts.values()) == late
+    assert sum(c.accepted + c.quarantined for c in writer.counts.values()) == 0
+    pipeline.run_index_once(spark, cfg)
+
+    assert all(not rows for rows in _lake_rows(spark, st, mine=True).values())
+    assert _lake_rows(spark, st, mine=False) == others_before
+    assert _index_docs(cfg, _subject_query(st)) == {}

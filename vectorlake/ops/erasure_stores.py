@@ -1,0 +1,449 @@
+"""The stores an erasure reaches, each with an ``erase`` and a ``scan`` that match by hash.
+
+A subject is matched by the sha256 of ``"<type>:<id>"`` (`vectorlake.ops.erasure.subject_hash`): a row, line,
+document or object belongs to the subject when the hash of one of its identifiers is in a `Match`. So the
+same code erases (while the ids are known) and proves absence later (when only the hashes are left).
+
+Stores: the lake's Delta tables (and, for history, every older version and the change-data files), the
+landing files and local images, the S3 image objects (every version), every OpenSearch generation of the
+index family, and the warehouse (DuckDB locally; `snowflake_statements` for production).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from vectorlake.config import Config
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+# Tokens of a free-text payload (quarantine, landing lines): ids are made of these characters.
+TOKEN_SEPARATOR = r"[^A-Za-z0-9_.:@-]+"  # noqa: S105 (a regex, not a secret)
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def subject_hash(subject_type: str, subject_id: str) -> str:
+    """sha256 of ``"<type>:<id>"``, hex: the only form in which a subject is recorded after its erasure."""
+    return hashlib.sha256(f"{subject_type}:{subject_id}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Match:
+    """What belongs to a subject: hashed sellers, listings and image URLs."""
+
+    sellers: frozenset[str]
+    listings: frozenset[str]
+    images: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        for h in self.sellers | self.listings | self.images:
+            if not _HEX.fullmatch(h):
+                raise ValueError(f"not a sha256 hex digest: {h!r}")
+
+    def empty(self) -> bool:
+        return not (self.sellers or self.listings)
+
+    def mentions(self, text: str) -> bool:
+        """Whether a free-text payload names one of the subject's sellers or listings (as a whole token)."""
+        for token in re.split(TOKEN_SEPARATOR, text):
+            if token and (
+                subject_hash("seller", token) in self.sellers
+                or subject_hash("listing", token) in self.listings
+            ):
+                return True
+        return False
+
+
+def _in(expr: str, hashes: Iterable[str]) -> str:
+    values = sorted(hashes)
+    if not values:
+        return "false"
+    return f"{expr} IN ({', '.join(repr(h) for h in values)})"
+
+
+def row_condition(columns: Mapping[str, str], match: Match) -> str | None:
+    """Spark SQL selecting the subject's rows of a table with these columns (None: it has no id columns).
+
+    Only validated hex digests are put into the SQL (`Match` checks them), never an id."""
+    parts: list[str] = []
+    if "listing_id" in columns:
+        parts.append(_in("sha2(concat('listing:', listing_id), 256)", match.listings))
+    if "seller_id" in columns:
+        parts.append(_in("sha2(concat('seller:', seller_id), 256)", match.sellers))
+    if "registers" in columns and match.sellers:  # every seller a listing ever named
+        parts.append(
+            "exists(registers.sellers, s -> " + _in("sha2(concat('seller:', s), 256)", match.sellers) + ")"
+        )
+    if "payload_text" in columns:
+        token = (
+            "("
+            + _in("sha2(concat('seller:', t), 256)", match.sellers)
+            + " OR "
+            + _in("sha2(concat('listing:', t), 256)", match.listings)
+            + ")"
+        )
+        # payload_text is null when the bytes are not UTF-8: the raw bytes are searched then
+        text = (
+            "coalesce(payload_text, cast(payload AS string), '')"
+            if "payload" in columns
+            else ("coalesce(payload_text, '')")
+        )
+        parts.append(f"exists(split({text}, '{TOKEN_SEPARATOR}'), t -> {token})")
+    if not parts:
+        return None
+    return "(" + " OR ".join(f"coalesce({p}, false)" for p in parts) + ")"
+
+
+# --- Delta tables -----------------------------------------------------------------------------------
+
+
+def delta_erase(spark: SparkSession, path: str, condition: str) -> int:
+    """Delete the subject's rows from the current version; returns how many (0: no commit at all)."""
+    from delta.tables import DeltaTable
+
+    n = int(spark.read.format("delta").load(path).where(condition).count())
+    if n:
+        DeltaTable.forPath(spark, path).delete(condition)
+    return n
+
+
+def delta_purge_history(spark: SparkSession, path: str, retention_hours: float) -> None:
+    """Remove deleted rows physically: purge deletion vectors (if the table uses them), then VACUUM."""
+    from delta.tables import DeltaTable
+
+    props = DeltaTable.forPath(spark, path).detail().select("properties").first()
+    properties: Mapping[str, str] = (props[0] if props else None) or {}
+    if properties.get("delta.enableDeletionVectors", "false").lower() == "true":
+        spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    # VACUUM lists files in this many tasks (default 10000): thousands of empty tasks per small table
+    listing = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+    before = {check: spark.conf.get(check, "true"), listing: spark.conf.get(listing, "10000")}
+    spark.conf.set(check, "false")  # a retention under 7 days is the point here
+    spark.conf.set(listing, spark.conf.get("spark.sql.shuffle.partitions", "200") or "200")
+    try:
+        spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours:g} HOURS")
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value or "")
+
+
+@dataclass(frozen=True)
+class DeltaScan:
+    current: int  # subject rows in the current version
+    versions_with_subject: tuple[int, ...]  # older versions still readable that show the subject
+    versions_unreadable: int  # older versions whose files were vacuumed (time travel fails)
+    change_data_rows: int  # subject rows in the change-data files (_change_data)
+
+    @property
+    def found(self) -> int:
+        return self.current + len(self.versions_with_subject) + self.change_data_rows
+
+
+def delta_scan(spark: SparkSession, path: str, condition: str) -> DeltaScan:
+    """Look for the subject in the current version, every older version and the change-data files."""
+    from delta.tables import DeltaTable
+
+    current_version = int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
+    current = int(spark.read.format("delta").load(path).where(condition).count())
+    found: list[int] = []
+    unreadable = 0
+    for version in range(current_version):
+        try:
+            n = int(
+                spark.read.format("delta").option("versionAsOf", version).load(path).where(condition).count()
+            )
+        except Exception as e:  # files vacuumed, or the log entry expired: nothing can be read back
+            log.debug("%s@v%d unreadable: %s", path, version, str(e).splitlines()[0][:200])
+            unreadable += 1
+            continue
+        if n:
+            found.append(version)
+    cdf_rows = 0
+    cdf = _change_data_dir(path)
+    if cdf is not None:
+        cdf_rows = int(spark.read.parquet(cdf).where(condition).count())
+    return DeltaScan(current, tuple(found), unreadable, cdf_rows)
+
+
+def _change_data_dir(path: str) -> str | None:
+    local = path[len("file://") :] if path.startswith("file://") else path
+    if "://" in local:
+        return None  # object stores: the change-data files are vacuumed with the rest (see the runbook)
+    cdf = Path(local) / "_change_data"
+    return str(cdf) if cdf.is_dir() and any(cdf.rglob("*.parquet")) else None
+
+
+# --- landing files and local images ---------------------------------------------------------------
+
+
+def _landing_files(landing_dir: str) -> list[Path]:
+    root = Path(landing_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".json"))
+
+
+def landing_erase(landing_dir: str, match: Match) -> int:
+    """Rewrite every landing file without the lines naming the subject (atomically); returns lines dropped."""
+    dropped = 0
+    for path in _landing_files(landing_dir):
+        data = path.read_text(encoding="utf-8", errors="replace")
+        lines = data.splitlines(keepends=True)
+        kept = [line for line in lines if not match.mentions(line)]
+        if len(kept) == len(lines):
+            continue
+        dropped += len(lines) - len(kept)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.writelines(kept)
+            Path(tmp).replace(path)  # readers see the old file or the new one, never half of it
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return dropped
+
+
+def landing_scan(landing_dir: str, match: Match) -> int:
+    """Lines naming the subject in the landing files, plus local image files of the subject."""
+    found = 0
+    for path in _landing_files(landing_dir):
+        found += sum(
+            1
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if match.mentions(line)
+        )
+    return found + len(local_images(landing_dir, match))
+
+
+def _url_hash(url: str) -> str:
+    return subject_hash("image_url", url)
+
+
+def local_images(landing_dir: str, match: Match) -> list[Path]:
+    """Local image files (under the landing folder) whose file:// URL hash is the subject's."""
+    root = Path(landing_dir)
+    if not match.images or not root.is_dir():
+        return []
+    return [p for p in root.rglob("*") if p.is_file() and _url_hash(p.absolute().as_uri()) in match.images]
+
+
+def file_images_erase(urls: Sequence[str]) -> int:
+    """Delete the local files behind ``file://`` image URLs; returns how many existed."""
+    removed = 0
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme != "file":
+            continue
+        path = Path(unquote(parsed.path))
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    return removed
+
+
+# --- S3 objects (every version) ---------------------------------------------------------------------
+
+
+def s3_client(cfg: Config) -> Any:
+    import boto3
+
+    return boto3.session.Session().client("s3", endpoint_url=cfg.s3_endpoint_url, region_name=cfg.s3.region)
+
+
+def _versions(s3: Any, bucket: str, prefix: str) -> Iterable[tuple[str, str]]:
+    """(key, version id) of every object version and delete marker under ``prefix``."""
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            yield entry["Key"], entry["VersionId"]
+
+
+def s3_erase(s3: Any, urls: Sequence[str]) -> int:
+    """Delete every version (and delete marker) of the objects behind ``s3://`` URLs; returns how many."""
+    removed = 0
+    for url in sorted(set(urls)):
+        parsed = urlparse(url)
+        if parsed.scheme not in ("s3", "s3a"):
+            continue
+        bucket, key = parsed.netloc, parsed.path.lstrip("/")
+        targets = [{"Key": k, "VersionId": v} for k, v in _versions(s3, bucket, key) if k == key]
+        for start in range(0, len(targets), 1000):
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": targets[start : start + 1000]})
+            errors = answer.get("Errors", [])
+            if errors:
+                raise RuntimeError(f"s3 delete of {len(errors)} object version(s) failed: {errors[0]}")
+        removed += len(targets)
+    return removed
+
+
+def s3_scan(s3: Any, bucket: str, match: Match) -> int:
+    """Object versions in ``bucket`` whose ``s3://`` URL hash is one of the subject's images."""
+    from botocore.exceptions import ClientError
+
+    if not match.images:
+        return 0
+    try:
+        return sum(
+            1 for key, _ in _versions(s3, bucket, "") if _url_hash(f"s3://{bucket}/{key}") in match.images
+        )
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return 0
+        raise
+
+
+# --- OpenSearch: every generation of the family ---------------------------------------------------
+
+
+def _id_query(seller_ids: Sequence[str], listing_ids: Sequence[str]) -> dict[str, Any]:
+    should: list[dict[str, Any]] = []
+    if seller_ids:
+        should.append({"terms": {"seller_id": list(seller_ids)}})
+    if listing_ids:
+        should.append({"terms": {"listing_id": list(listing_ids)}})
+        should.append({"ids": {"values": list(listing_ids)}})
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def opensearch_erase(client: Any, index: str, seller_ids: Sequence[str], listing_ids: Sequence[str]) -> int:
+    """Delete the subject's documents from one physical index; returns how many were deleted.
+
+    The ids are found with a query and deleted with ``_bulk`` (not ``_delete_by_query``: that lives in
+    the reindex module, which a minimal OpenSearch install, the local one included, does not have). A
+    delete without a version removes the document whatever its external version."""
+    from opensearchpy import helpers
+
+    if not seller_ids and not listing_ids:
+        return 0
+    client.indices.refresh(index=index)
+    ids = sorted(
+        {
+            hit["_id"]
+            for hit in helpers.scan(
+                client, index=index, query={"query": _id_query(seller_ids, listing_ids), "_source": False}
+            )
+        }
+    )
+    if not ids:
+        return 0
+    actions = ({"_op_type": "delete", "_index": index, "_id": i} for i in ids)
+    deleted, errors = helpers.bulk(client, actions, raise_on_error=False, refresh="true")
+    missing = [e for e in errors if e.get("delete", {}).get("status") != 404]  # type: ignore[union-attr]
+    if missing:
+        raise RuntimeError(f"{index}: {len(missing)} document delete(s) failed: {missing[0]}")
+    return int(deleted)
+
+
+def opensearch_scan(client: Any, index: str, match: Match) -> int:
+    """Documents of one physical index whose listing_id, _id or seller_id hash is the subject's."""
+    from opensearchpy import helpers
+
+    found = 0
+    for hit in helpers.scan(
+        client, index=index, query={"query": {"match_all": {}}, "_source": ["listing_id", "seller_id"]}
+    ):
+        source = hit.get("_source") or {}
+        listing = source.get("listing_id") or hit["_id"]
+        seller = source.get("seller_id")
+        mine = subject_hash("listing", str(listing)) in match.listings
+        mine = mine or subject_hash("listing", str(hit["_id"])) in match.listings
+        if mine or (seller is not None and subject_hash("seller", str(seller)) in match.sellers):
+            found += 1
+    return found
+
+
+# --- the warehouse ------------------------------------------------------------------------------------
+
+
+# The SQL below holds only quoted table names from information_schema and validated hex digests.
+def _warehouse_tables(con: Any) -> dict[str, list[str]]:
+    """``schema.table`` -> its id columns (listing_id, seller_id), for every base table that has one."""
+    rows = con.execute(
+        "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c "
+        "JOIN information_schema.tables t USING (table_catalog, table_schema, table_name) "
+        "WHERE t.table_type = 'BASE TABLE' AND c.column_name IN ('listing_id', 'seller_id') "
+        "ORDER BY 1, 2, 3"
+    ).fetchall()
+    out: dict[str, list[str]] = {}
+    for schema, table, column in rows:
+        out.setdefault(f'"{schema}"."{table}"', []).append(str(column))
+    return out
+
+
+def _warehouse_condition(columns: Sequence[str], match: Match, sha: str) -> str:
+    parts = []
+    if "listing_id" in columns:
+        parts.append(_in(sha.format("'listing:' || listing_id"), match.listings))
+    if "seller_id" in columns:
+        parts.append(_in(sha.format("'seller:' || seller_id"), match.sellers))
+    return " OR ".join(f"coalesce({p}, false)" for p in parts) or "false"
+
+
+def duckdb_erase(path: str, match: Match) -> dict[str, int]:
+    """Delete the subject's rows from every DuckDB base table with a listing_id or seller_id column."""
+    import duckdb
+
+    if not Path(path).exists():
+        return {}
+    counts: dict[str, int] = {}
+    with duckdb.connect(path) as con:
+        for table, columns in _warehouse_tables(con).items():
+            condition = _warehouse_condition(columns, match, "sha256({})")
+            query = f"SELECT count(*) FROM {table} WHERE {condition}"  # noqa: S608
+            (n,) = con.execute(query).fetchone() or (0,)
+            if n:
+                con.execute(f"DELETE FROM {table} WHERE {condition}")  # noqa: S608
+            counts[table.replace('"', "")] = int(n)
+    return counts
+
+
+def duckdb_scan(path: str, match: Match) -> dict[str, int]:
+    import duckdb
+
+    if not Path(path).exists():
+        return {}
+    with duckdb.connect(path, read_only=True) as con:
+        out: dict[str, int] = {}
+        for table, columns in _warehouse_tables(con).items():
+            condition = _warehouse_condition(columns, match, "sha256({})")
+            query = f"SELECT count(*) FROM {table} WHERE {condition}"  # noqa: S608
+            (n,) = con.execute(query).fetchone() or (0,)
+            out[table.replace('"', "")] = int(n)
+        return out
+
+
+# Production: the warehouse tables holding listing_id/seller_id (dbt/README.md). Marts and the copies of
+# the lake tables are rebuilt from the purged lake at the next build; the snapshot keeps history.
+SNOWFLAKE_TABLES: Mapping[str, tuple[str, ...]] = {
+    "snapshots.snp_listing_states": ("listing_id", "seller_id"),
+    "silver.listing_versions": ("listing_id", "seller_id"),
+    "gold.embeddings": ("listing_id",),
+    "gold.index_log": ("listing_id",),
+}
+
+
+def snowflake_statements(match: Match, tables: Mapping[str, Sequence[str]] = SNOWFLAKE_TABLES) -> list[str]:
+    """The Snowflake DELETEs that erase the subject (by hash: no personal data in the statements).
+
+    Run them in one transaction with the prod role, then ``ALTER TABLE ... SET
+    DATA_RETENTION_TIME_IN_DAYS`` is what bounds Time Travel and Fail-safe (7 days) for the deleted
+    micro-partitions: Snowflake's own erasure window, documented in the runbook.
+    """
+    return [
+        f"DELETE FROM {table} WHERE {_warehouse_condition(columns, match, 'SHA2({}, 256)')};"  # noqa: S608
+        for table, columns in tables.items()
+    ]
