@@ -5,6 +5,7 @@
 #   .venv/                      Python packages from constraints.txt (the lock file), vectorlake editable
 #   .vectorlake/jars/<bundle>/  JVM jars from Maven Central (Maven keeps its own download cache in ~/.m2)
 #   .vectorlake/opt/opensearch-<v>/  OpenSearch with a hand-assembled lang-painless module and k-NN
+#   chromium + chromium-driver  Debian packages, for the Airflow UI browser test (apt, only when missing)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -119,8 +120,23 @@ POLICY
   echo "$h" > "$home/.stamp"
 }
 
+# The Airflow UI test drives a real headless browser: Debian's chromium and its chromedriver (apt caches the
+# packages under /var/cache/apt; nothing is fetched once they are installed).
+browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    echo "    $(chromium --version 2>/dev/null | head -1)"; return
+  fi
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  $sudo apt-get -q update >/dev/null || die "apt-get update failed; install chromium and chromium-driver by hand"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -q install -y --no-install-recommends chromium chromium-driver \
+    >/dev/null || die "could not install chromium and chromium-driver (Debian packages) with apt-get"
+  echo "    $(chromium --version 2>/dev/null | head -1)"
+}
+
 step "tools" check_tools
 step "python environment (.venv)" python_env
 step "JVM artifacts (Maven)" jvm_artifacts
 step "OpenSearch $OS_VERSION + k-NN $KNN_VERSION" opensearch_dist
+step "headless browser (chromium)" browser
 echo "==> setup done in $((SECONDS - SETUP_START)) s (state: $STATE)"
