@@ -236,3 +236,35 @@ def test_a_failing_gate_fails_validate_at_once_and_nothing_cuts_over(
     (validate,) = [ti for ti in run.get_task_instances() if ti.task_id == "validate"]
     assert validate.try_number == 1  # no retry of a gate verdict
     assert cutovers == []
+
+
+def test_gdpr_purge_erases_a_requested_listing_everywhere_and_nothing_else(
+    dagbag: Any, streamed: Streamed, spark: Any
+) -> None:
+    """The whole gdpr_purge DAG, its spark-submit of jobs/gdpr_purge.py included: a listing requested for
+    erasure leaves silver and every generation, the request ends verified, everyone else is unchanged."""
+    from vectorlake.control import requests_table
+    from vectorlake.ops import erasure
+
+    cfg, tables = streamed.cfg, streamed.tables
+    docs_before, versions_before = index_documents(cfg)
+    gone = sorted(docs_before)[-1]
+    silver_before = _silver_states(spark, tables)
+    assert gone in silver_before
+    request = erasure.record_request(cfg, "listing", gone)
+
+    run, seconds = _dag_test(dagbag, "gdpr_purge", {})
+    print(f"gdpr_purge dag.test: {seconds:.1f} s")
+
+    assert _task_states(run) == {"purge": "success", "check_deadline": "success"}
+    assert run.state == "success"
+    row = {r["request_id"]: r for r in requests_table(cfg).rows()}[request.request_id]
+    assert row["status"] == "done" and row["subject_id"] is None
+    silver_after = _silver_states(spark, tables)
+    assert gone not in silver_after
+    assert silver_after == {lid: s for lid, s in silver_before.items() if lid != gone}
+    for alias in (cfg.index.alias, cfg.index.prev_alias):  # the live generation and the rollback target
+        docs, versions = index_documents(cfg, alias)
+        assert gone not in docs, alias
+        if alias == cfg.index.alias:
+            assert versions == {lid: v for lid, v in versions_before.items() if lid != gone}

@@ -58,19 +58,20 @@ def _env(tmp: Path, alias: str) -> dict[str, str]:
     }
 
 
-def index_documents(cfg: Config) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """Every document behind the alias (with vectors) and its external version."""
+def index_documents(
+    cfg: Config, alias: str | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Every document behind the alias (default: the read alias; with vectors) and its external version."""
     from opensearchpy import helpers
 
     from vectorlake.index.client import make_client
 
     client = make_client(cfg)
     try:
-        client.indices.refresh(index=cfg.index.alias)
+        alias = alias or cfg.index.alias
+        client.indices.refresh(index=alias)
         docs, versions = {}, {}
-        for hit in helpers.scan(
-            client, index=cfg.index.alias, query={"query": {"match_all": {}}}, version=True
-        ):
+        for hit in helpers.scan(client, index=alias, query={"query": {"match_all": {}}}, version=True):
             docs[hit["_id"]] = hit["_source"]
             versions[hit["_id"]] = hit["_version"]
         return docs, versions

@@ -361,6 +361,9 @@ def test_events_for_an_erased_seller_arriving_later_bring_nothing_back(spark: An
     assert query.exception() is None
     assert sum(c.erased for c in writer.counts.values()) == late
     assert sum(c.accepted + c.quarantined for c in writer.counts.values()) == 0
+    rows_in = {p.batchId: p.numInputRows for p in query.recentProgress if p.numInputRows}
+    totals = ingest_stream.totals(writer, rows_in)
+    assert (totals.rows_in, totals.erased, totals.duplicates) == (late, late, 0), totals
     pipeline.run_index_once(spark, cfg)
 
     assert all(not rows for rows in _lake_rows(spark, st, mine=True).values())

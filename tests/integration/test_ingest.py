@@ -278,6 +278,6 @@ def test_the_generate_and_stream_commands(tmp_path: Path) -> None:
     summary = run.stdout.strip().splitlines()[-1]
     assert summary.endswith(
         f"{lines} in, {lines - manifest['duplicates'] - sum(manifest['poison'].values())} accepted, "
-        f"{manifest['duplicates']} duplicates, {sum(manifest['poison'].values())} quarantined"
+        f"{manifest['duplicates']} duplicates, {sum(manifest['poison'].values())} quarantined, 0 erased"
     ), summary
     assert "batch 0:" in run.stderr

@@ -394,37 +394,48 @@ def purge_history(spark: SparkSession, cfg: Config, tables: LakeTables) -> None:
 def _index_caught_up(spark: SparkSession, cfg: Config, tables: LakeTables) -> bool:
     """True when vacuuming cannot break the index stream: it has read silver/listings to the end.
 
-    With erasure.catch_up_index the stream is run once (availableNow) first; a continuously running
-    stream must then not share the checkpoint at that moment (the DAG runs hourly between its batches,
-    see the runbook)."""
+    With erasure.catch_up_index the stream is run once (availableNow) first whenever it is behind or its
+    position cannot be read (a checkpoint on an object store); a continuously running stream must then
+    not share the checkpoint at that moment (the DAG runs hourly between its batches, see the runbook).
+    Without it the vacuum waits until the checkpoint is known to be at the end."""
     from vectorlake.index.stream import checkpoint_path
 
-    read = _checkpoint_reservoir_version(checkpoint_path(cfg))
-    if read is None:
+    checkpoint = checkpoint_path(cfg)
+    read = _checkpoint_reservoir_version(checkpoint)
+    if read is None and _is_local(checkpoint) and not _has_commits(checkpoint):
         return True  # no index stream has ever read this lake: nothing to break
     from delta.tables import DeltaTable
 
     latest = int(DeltaTable.forPath(spark, tables.listings).history(1).select("version").first()[0])  # type: ignore[index]
-    if read >= latest:
+    if read is not None and read >= latest:
         return True
+    where = f"v{read} of v{latest}" if read is not None else f"unknown position in {checkpoint}"
     if not cfg.erasure.catch_up_index:
-        log.warning("index stream has read silver/listings to v%d of v%d: vacuum deferred", read, latest)
+        log.warning("index stream has read silver/listings to %s: vacuum deferred", where)
         return False
     from vectorlake import pipeline
 
-    log.info("index stream behind (v%d of v%d): running it once before the vacuum", read, latest)
+    log.info("index stream at %s: running it once to the end before the vacuum", where)
     pipeline.run_index_once(spark, cfg)
     return True
 
 
+def _is_local(checkpoint: str) -> bool:
+    return "://" not in checkpoint.removeprefix("file://")
+
+
+def _has_commits(checkpoint: str) -> bool:
+    root = Path(checkpoint.removeprefix("file://")) / "commits"
+    return root.is_dir() and any(p.name.isdigit() for p in root.iterdir())
+
+
 def _checkpoint_reservoir_version(checkpoint: str) -> int | None:
-    """The last silver/listings version the index stream's latest committed batch read completely."""
-    root = Path(checkpoint[len("file://") :] if checkpoint.startswith("file://") else checkpoint)
-    if "://" in str(checkpoint).replace("file://", "") or not (root / "commits").is_dir():
+    """The last silver/listings version the index stream's latest committed batch read completely (None:
+    no committed batch, or a checkpoint this process cannot read directly, e.g. on an object store)."""
+    if not _is_local(checkpoint) or not _has_commits(checkpoint):
         return None
+    root = Path(checkpoint.removeprefix("file://"))
     batches = sorted(int(p.name) for p in (root / "commits").iterdir() if p.name.isdigit())
-    if not batches:
-        return None
     lines = (root / "offsets" / str(batches[-1])).read_text().splitlines()
     for line in lines[2:]:
         offset = json.loads(line)
