@@ -4,11 +4,12 @@
 #   make test    set up, lint, start the local stack, run every test, stop the stack (also on failure)
 #   make lint    ruff + mypy + sqlfluff (the dbt models)
 #   make bench   run the benchmarks in bench/ (results under bench/results/)
+#   make notebook  run notebooks/search_walkthrough.ipynb against the local stack and check its results
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup demo test lint bench up down status lock clean
+.PHONY: help setup demo test lint bench notebook up down status lock clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -30,6 +31,9 @@ lint: setup
 
 bench: setup
 	@bash scripts/bench.sh
+
+notebook: up
+	$(BIN)/pytest -q -p no:cacheprovider tests/notebooks
 
 up: setup
 	$(BIN)/vectorlake stack up
