@@ -369,3 +369,24 @@ def test_events_for_an_erased_seller_arriving_later_bring_nothing_back(spark: An
     assert all(not rows for rows in _lake_rows(spark, st, mine=True).values())
     assert _lake_rows(spark, st, mine=False) == others_before
     assert _index_docs(cfg, _subject_query(st)) == {}
+
+
+def test_the_checkpoint_reads_the_same_through_hadoop_as_from_the_local_disk(
+    spark: Any, stack: Stack
+) -> None:
+    """On an object store the purge reads the index checkpoint through Hadoop's file system; here both
+    readers see the same real checkpoint (file://), and it has read silver/listings to the end."""
+    from delta.tables import DeltaTable
+
+    from vectorlake.index.stream import checkpoint_path
+
+    local_path = checkpoint_path(stack.cfg)
+    local = erasure.LocalCheckpoint(local_path)
+    hadoop = erasure.HadoopCheckpoint(spark, Path(local_path.removeprefix("file://")).absolute().as_uri())
+    committed = local.committed()
+    assert committed and hadoop.committed() == committed
+    assert hadoop.offsets(committed[-1]) == local.offsets(committed[-1])
+    latest = int(DeltaTable.forPath(spark, stack.tables.listings).history(1).first()[0])
+    assert erasure.reservoir_version(hadoop.offsets(committed[-1])) == latest  # the stream ran to the end
+    missing = erasure.HadoopCheckpoint(spark, (stack.landing.parent / "no-checkpoint").as_uri())
+    assert missing.committed() == []

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
@@ -394,28 +394,32 @@ def purge_history(spark: SparkSession, cfg: Config, tables: LakeTables) -> None:
 def _index_caught_up(spark: SparkSession, cfg: Config, tables: LakeTables) -> bool:
     """True when vacuuming cannot break the index stream: it has read silver/listings to the end.
 
-    With erasure.catch_up_index the stream is run once (availableNow) first whenever it is behind or its
-    position cannot be read (a checkpoint on an object store); a continuously running stream must then
-    not share the checkpoint at that moment (the DAG runs hourly between its batches, see the runbook).
-    Without it the vacuum waits until the checkpoint is known to be at the end."""
+    With erasure.catch_up_index the stream is run once (availableNow) first when it is behind; a
+    continuously running stream must then not share the checkpoint at that moment (the DAG runs hourly
+    between its batches, see the runbook). Without it the vacuum waits for the stream. A checkpoint on an
+    object store is read through Hadoop's file system, as the stream itself reads it."""
     from vectorlake.index.stream import checkpoint_path
 
     checkpoint = checkpoint_path(cfg)
-    read = _checkpoint_reservoir_version(checkpoint)
-    if read is None and _is_local(checkpoint) and not _has_commits(checkpoint):
+    files: CheckpointFiles = (
+        LocalCheckpoint(checkpoint) if _is_local(checkpoint) else HadoopCheckpoint(spark, checkpoint)
+    )
+    committed = files.committed()
+    if not committed:
         return True  # no index stream has ever read this lake: nothing to break
+    read = reservoir_version(files.offsets(committed[-1]))
     from delta.tables import DeltaTable
 
     latest = int(DeltaTable.forPath(spark, tables.listings).history(1).select("version").first()[0])  # type: ignore[index]
     if read is not None and read >= latest:
         return True
-    where = f"v{read} of v{latest}" if read is not None else f"unknown position in {checkpoint}"
+    where = f"v{read} of v{latest}" if read is not None else f"an unknown version of v{latest}"
     if not cfg.erasure.catch_up_index:
         log.warning("index stream has read silver/listings to %s: vacuum deferred", where)
         return False
     from vectorlake import pipeline
 
-    log.info("index stream at %s: running it once to the end before the vacuum", where)
+    log.info("index stream has read silver/listings to %s: running it once before the vacuum", where)
     pipeline.run_index_once(spark, cfg)
     return True
 
@@ -424,26 +428,84 @@ def _is_local(checkpoint: str) -> bool:
     return "://" not in checkpoint.removeprefix("file://")
 
 
-def _has_commits(checkpoint: str) -> bool:
-    root = Path(checkpoint.removeprefix("file://")) / "commits"
-    return root.is_dir() and any(p.name.isdigit() for p in root.iterdir())
+class CheckpointFiles(Protocol):
+    def committed(self) -> list[int]:
+        """The ids of the committed batches, ascending."""
+        ...
+
+    def offsets(self, batch: int) -> list[str]:
+        """The lines of a batch's offsets file."""
+        ...
 
 
-def _checkpoint_reservoir_version(checkpoint: str) -> int | None:
-    """The last silver/listings version the index stream's latest committed batch read completely (None:
-    no committed batch, or a checkpoint this process cannot read directly, e.g. on an object store)."""
-    if not _is_local(checkpoint) or not _has_commits(checkpoint):
-        return None
-    root = Path(checkpoint.removeprefix("file://"))
-    batches = sorted(int(p.name) for p in (root / "commits").iterdir() if p.name.isdigit())
-    lines = (root / "offsets" / str(batches[-1])).read_text().splitlines()
-    for line in lines[2:]:
+@dataclass(frozen=True)
+class LocalCheckpoint:
+    checkpoint: str
+
+    def committed(self) -> list[int]:
+        root = Path(self.checkpoint.removeprefix("file://")) / "commits"
+        return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
+
+    def offsets(self, batch: int) -> list[str]:
+        return (
+            (Path(self.checkpoint.removeprefix("file://")) / "offsets" / str(batch)).read_text().splitlines()
+        )
+
+
+@dataclass(frozen=True)
+class HadoopCheckpoint:
+    """A checkpoint read through the JVM's Hadoop file system (s3a://, hdfs://, file://)."""
+
+    spark: SparkSession
+    checkpoint: str
+
+    def _path(self, *parts: str) -> Any:
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        return jvm.org.apache.hadoop.fs.Path("/".join([self.checkpoint.rstrip("/"), *parts]))
+
+    def _fs(self, path: Any) -> Any:
+        return path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+
+    def committed(self) -> list[int]:
+        path = self._path("commits")
+        fs = self._fs(path)
+        if not fs.exists(path):
+            return []
+        names = [status.getPath().getName() for status in fs.listStatus(path)]
+        return sorted(int(n) for n in names if n.isdigit())
+
+    def offsets(self, batch: int) -> list[str]:
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        path = self._path("offsets", str(batch))
+        stream = self._fs(path).open(path)
+        try:
+            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+            lines = []
+            while (line := reader.readLine()) is not None:
+                lines.append(str(line))
+            return lines
+        finally:
+            stream.close()
+
+
+def reservoir_version(offset_lines: Sequence[str]) -> int | None:
+    """The last silver/listings version a batch with these offsets read completely (its Delta source)."""
+    for line in offset_lines[2:]:
         offset = json.loads(line)
-        if "reservoirVersion" in offset:
+        if isinstance(offset, dict) and "reservoirVersion" in offset:
             version = int(offset["reservoirVersion"])
             # index -1: every file of versions below reservoirVersion was read
             return version - 1 if int(offset.get("index", -1)) == -1 else version
     return None
+
+
+def _checkpoint_reservoir_version(checkpoint: str) -> int | None:
+    """The version the latest committed batch of a local checkpoint read completely (None: no batch)."""
+    files = LocalCheckpoint(checkpoint)
+    committed = files.committed()
+    return reservoir_version(files.offsets(committed[-1])) if committed else None
 
 
 # --- verification ---------------------------------------------------------------------------------------
@@ -473,8 +535,8 @@ def verify(spark: SparkSession, cfg: Config, request_id: str) -> list[StoreCheck
             continue
         scan = stores.delta_scan(spark, tables.path(*name.split("/")), condition)
         detail = (
-            f"current {scan.current}, older versions showing it {list(scan.versions_with_subject)}, "
-            f"unreadable {scan.versions_unreadable}, change data {scan.change_data_rows}"
+            f"current version {scan.current} rows, data files on storage {scan.data_files}, "
+            f"change data {scan.change_data_rows}"
         )
         checks.append(StoreCheck(name, scan.found, detail))
     n = stores.landing_scan(cfg.sources.landing_dir, match)

@@ -4,7 +4,7 @@ A subject is matched by the sha256 of ``"<type>:<id>"`` (`vectorlake.ops.erasure
 document or object belongs to the subject when the hash of one of its identifiers is in a `Match`. So the
 same code erases (while the ids are known) and proves absence later (when only the hashes are left).
 
-Stores: the lake's Delta tables (and, for history, every older version and the change-data files), the
+Stores: the lake's Delta tables (and, for history, every data and change-data file still on storage), the
 landing files and local images, the S3 image objects (every version), every OpenSearch generation of the
 index family, and the warehouse (DuckDB locally; `snowflake_statements` for production).
 """
@@ -143,47 +143,45 @@ def delta_purge_history(spark: SparkSession, path: str, retention_hours: float) 
 @dataclass(frozen=True)
 class DeltaScan:
     current: int  # subject rows in the current version
-    versions_with_subject: tuple[int, ...]  # older versions still readable that show the subject
-    versions_unreadable: int  # older versions whose files were vacuumed (time travel fails)
+    data_files: int  # subject rows in any data file still on storage (what time travel could reach)
     change_data_rows: int  # subject rows in the change-data files (_change_data)
 
     @property
     def found(self) -> int:
-        return self.current + len(self.versions_with_subject) + self.change_data_rows
+        return self.current + self.data_files + self.change_data_rows
 
 
 def delta_scan(spark: SparkSession, path: str, condition: str) -> DeltaScan:
-    """Look for the subject in the current version, every older version and the change-data files."""
-    from delta.tables import DeltaTable
+    """Look for the subject in the current version and in every data and change-data file on storage.
 
-    current_version = int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
+    Every older version that time travel can still read consists of files that are still there, so
+    scanning the files themselves covers all those versions in one job (rows hidden by deletion vectors
+    included) instead of one job per version."""
     current = int(spark.read.format("delta").load(path).where(condition).count())
-    found: list[int] = []
-    unreadable = 0
-    for version in range(current_version):
-        try:
-            n = int(
-                spark.read.format("delta").option("versionAsOf", version).load(path).where(condition).count()
-            )
-        except Exception as e:  # files vacuumed, or the log entry expired: nothing can be read back
-            log.debug("%s@v%d unreadable: %s", path, version, str(e).splitlines()[0][:200])
-            unreadable += 1
-            continue
-        if n:
-            found.append(version)
-    cdf_rows = 0
-    cdf = _change_data_dir(path)
-    if cdf is not None:
-        cdf_rows = int(spark.read.parquet(cdf).where(condition).count())
-    return DeltaScan(current, tuple(found), unreadable, cdf_rows)
+    return DeltaScan(
+        current,
+        _parquet_rows(spark, path, condition),
+        _parquet_rows(spark, f"{path.rstrip('/')}/_change_data", condition),
+    )
 
 
-def _change_data_dir(path: str) -> str | None:
-    local = path[len("file://") :] if path.startswith("file://") else path
-    if "://" in local:
-        return None  # object stores: the change-data files are vacuumed with the rest (see the runbook)
-    cdf = Path(local) / "_change_data"
-    return str(cdf) if cdf.is_dir() and any(cdf.rglob("*.parquet")) else None
+def _parquet_rows(spark: SparkSession, folder: str, condition: str) -> int:
+    """Rows matching ``condition`` in every Parquet file under ``folder`` (names starting with _ or . ,
+    such as _delta_log and _change_data, are skipped as Spark always skips them); 0 without files."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        frame = (
+            spark.read.option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", "*.parquet")  # not the deletion vector files (.bin)
+            .option("mergeSchema", "true")
+            .parquet(folder)
+        )
+        return int(frame.where(condition).count())
+    except AnalysisException as e:  # no such folder, or no Parquet file in it
+        if "PATH_NOT_FOUND" in str(e) or "UNABLE_TO_INFER_SCHEMA" in str(e):
+            return 0
+        raise
 
 
 # --- landing files and local images ---------------------------------------------------------------
