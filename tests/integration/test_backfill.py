@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +112,57 @@ def test_reindexing_a_range_restores_only_the_listings_it_touched(spark: Any, la
     for lid in lost[3:]:
         assert lid not in docs, f"{lid} has no event in the window and must not be re-indexed"
     assert set(docs) == set(served) - set(lost[3:])
+
+
+def test_retrying_dead_letters_writes_exactly_their_listings_again(spark: Any, lake: Lake) -> None:
+    """Two documents OpenSearch "rejected" (gone from the index, with a row in gold/index_dead_letters, as
+    the sink records a rejection): the retry brings them back at their silver version; a listing that is
+    missing without a dead letter stays missing; dead letters before --since are left alone."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    silver = _silver(lake)
+    served = sorted(lid for lid, row in silver.items() if row[2])
+    rejected, unrelated = served[-2:], served[-3]
+    before = set(index_documents(lake.cfg)[0])
+    assert {*rejected, unrelated} <= before
+    client = make_client(lake.cfg)
+    try:
+        for lid in [*rejected, unrelated]:
+            params = {"refresh": "true", "version": str(silver[lid][0]), "version_type": "external_gte"}
+            client.delete(index=lake.cfg.index.alias, id=lid, params=params)
+    finally:
+        client.close()
+    recorded = datetime.now(UTC)
+    schema = DeltaTable(lake.tables.index_dead_letters).schema().to_arrow()
+    rows = [
+        {
+            "listing_id": lid,
+            "target": lake.cfg.index.alias,
+            "index": f"{lake.cfg.index.alias}_g1",
+            "action": "index",
+            "version": silver[lid][0],
+            "status": 400,
+            "reason": "mapper_parsing_exception",
+            "batch_id": 0,
+            "recorded_at": recorded,
+        }
+        for lid in rejected
+    ]
+    write_deltalake(
+        lake.tables.index_dead_letters, pa.Table.from_pylist(rows, schema=pa.schema(schema)), mode="append"
+    )
+
+    later = backfill.dead_letters(spark, lake.cfg, since=recorded + timedelta(seconds=1))
+    assert later.listings == 0 and later.indexed is None
+    counted = backfill.dead_letters(spark, lake.cfg)
+    assert counted.listings == 2 and counted.reasons["index_dead_letters"] == {"mapper_parsing_exception": 2}
+    assert rejected[0] not in index_documents(lake.cfg)[0]  # counting retries nothing
+
+    retried = backfill.dead_letters(spark, lake.cfg, retry=True)
+    assert (retried.indexed, retried.rejected) == (2, 0), retried
+    docs, versions = index_documents(lake.cfg)
+    for lid in rejected:
+        assert lid in docs and versions[lid] == silver[lid][0], lid
+    assert unrelated not in docs
+    assert set(docs) == before - {unrelated}

@@ -139,3 +139,74 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, target
     result = BackfillResult(start, end, target, counts, changed, indexed, rejected, time.monotonic() - began)
     log.info("%s", result.line())
     return result
+
+
+# --- dead letters ---------------------------------------------------------------------------------------
+
+DEAD_LETTER_TABLES = ("embed_dead_letters", "index_dead_letters")
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """What the dead-letter tables hold (recorded at or after ``since``): rows per table and reason."""
+
+    since: datetime | None
+    reasons: dict[str, dict[str, int]]  # table -> reason -> rows
+    listings: int  # distinct listings among them
+    indexed: int | None = None  # listings written again by a retry (None: not retried)
+    rejected: int = 0
+
+    def lines(self) -> list[str]:
+        when = f" since {self.since.isoformat()}" if self.since else ""
+        out = [f"dead letters{when}: {self.listings} listings"]
+        for table in DEAD_LETTER_TABLES:
+            counts = self.reasons.get(table, {})
+            detail = ", ".join(f"{n} {r}" for r, n in sorted(counts.items())) or "none"
+            out.append(f"  gold/{table}: {detail}")
+        if self.indexed is not None:
+            out.append(f"retried: {self.indexed} listings written again ({self.rejected} rejected again)")
+        return out
+
+
+def dead_letters(
+    spark: SparkSession, cfg: Config, since: datetime | None = None, retry: bool = False
+) -> DeadLetters:
+    """Count the dead letters and, with ``retry``, write their listings again from current silver.
+
+    A retry is the same write as a backfill's index target: images are fetched again where no embedding
+    is cached (an image that arrived since, or a store that is back), and every generation the stream
+    writes gets the listing with its external version, so retrying twice changes nothing more. A listing
+    that fails again gets a new dead letter; the old rows stay as the record of what happened."""
+    from pyspark.sql import functions as F
+
+    from vectorlake.index.stream import IndexWriter, resolve_targets
+    from vectorlake.lake.tables import ensure_tables
+
+    tables = LakeTables(cfg.lake.root)
+    ensure_tables(spark, tables)
+    frames = {}
+    for table in DEAD_LETTER_TABLES:
+        frame = spark.read.format("delta").load(tables.path("gold", table))
+        if since is not None:
+            frame = frame.where(F.col("recorded_at") >= F.lit(since))
+        frames[table] = frame
+    reasons: dict[str, dict[str, int]] = {}
+    for table, frame in frames.items():
+        column = "reason"
+        for row in frame.groupBy(column).count().collect():
+            reasons.setdefault(table, {})[str(row[column])] = int(row["count"])
+    keys = (
+        frames["embed_dead_letters"]
+        .select("listing_id")
+        .union(frames["index_dead_letters"].select("listing_id"))
+        .distinct()
+        .localCheckpoint(eager=True)
+    )
+    listings = int(keys.count())
+    if not retry or not listings:
+        return DeadLetters(since, reasons, listings, 0 if retry else None)
+    app_id = f"vectorlake-dead-letters-{since.isoformat() if since else 'all'}"
+    published = IndexWriter(cfg, tables).publish(spark, keys, int(time.time()), app_id, resolve_targets(cfg))
+    indexed = published.listings if published else 0
+    rejected = published.rejected if published else 0
+    return DeadLetters(since, reasons, listings, indexed, rejected)
