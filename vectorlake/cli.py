@@ -11,6 +11,9 @@
     vectorlake models register           put the configured encoders in the mlflow registry (idempotent)
     vectorlake models show               the versions the aliases point at
     vectorlake freshness [--since ISO]   lag from event time and from receipt to indexed_at (P50/P95/max)
+    vectorlake status                    pipeline progress: batches, offsets, lag, dead letters, documents
+    vectorlake metrics [serve [--port N]]
+                                         per-batch stream metrics in Prometheus text format (once, or served)
     vectorlake reindex [--text-model V] [--image-model V] [--generation INDEX] [--no-validate]
                                          build a new index generation from silver, then validate it
     vectorlake validate [GEN]            the validation gate (recorded in mlflow and the control table)
@@ -21,9 +24,14 @@
     vectorlake retention                 delete generations retired more than index.retention_hours ago
     vectorlake backfill --from TS --to TS [--target silver|index|both]
                                          replay bronze events of a time range into silver and/or the index
+    vectorlake deadletters [--since TS] [--retry]
+                                         dead letters by table and reason; --retry writes their listings again
     vectorlake erase --seller ID | --listing ID
                                          record a GDPR/CCPA erasure request
     vectorlake purge [--verify REQUEST_ID] erase pending requests everywhere, vacuum, verify; or only scan
+    vectorlake quality [--suite NAME ...] [--write-baseline]
+                                         great-expectations suites over bronze, silver and embeddings;
+                                         exit 1 when one fails (results in control/quality_results)
     vectorlake warehouse build           dbt snapshot + build + test of the history models
     vectorlake warehouse docs [--serve]  dbt docs generate (lineage); --serve browses them
     vectorlake search (--text T | --image FILE | --like ID) [--category C] [--locale L] [--seller S]
@@ -185,6 +193,53 @@ def _freshness(cfg: Config, args: argparse.Namespace) -> int:
     for basis in ("event", "received"):
         print(freshness(spark, tables, basis, args.since).line())  # type: ignore[arg-type]
     return 0
+
+
+def _status(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import status
+
+    for line in status.gather(cfg).lines():
+        print(line)
+    return 0
+
+
+def _metrics(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import metrics
+
+    print(metrics.exposition(cfg), end="")
+    return 0
+
+
+def _metrics_serve(cfg: Config, args: argparse.Namespace) -> int:
+    import threading
+
+    from vectorlake.ops import metrics
+
+    host = args.host or cfg.metrics.host
+    port = args.port or cfg.metrics.port
+    try:
+        server, _ = metrics.serve(cfg, host, port)
+    except OSError as e:
+        raise VectorlakeError(f"cannot serve metrics on {host}:{port}: {e}; pick another --port") from e
+    print(f"serving metrics at http://{host}:{port}/metrics (Ctrl-C stops)", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()
+    return 0
+
+
+def _add_metrics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser("status", help="pipeline progress, lag, dead letters and generations").set_defaults(
+        func=_status
+    )
+    p = sub.add_parser("metrics", help="stream metrics in Prometheus text format (print once, or serve)")
+    p.set_defaults(func=_metrics)
+    msub = p.add_subparsers(dest="action", required=False, metavar="ACTION")
+    serve = msub.add_parser("serve", help="serve /metrics until Ctrl-C (default: metrics.host:metrics.port)")
+    serve.add_argument("--port", type=positive_int, metavar="N", help="default: metrics.port")
+    serve.add_argument("--host", metavar="ADDR", help="bind address (default: metrics.host, 127.0.0.1)")
+    serve.set_defaults(func=_metrics_serve)
 
 
 def _warehouse_build(cfg: Config, args: argparse.Namespace) -> int:
@@ -435,6 +490,20 @@ def _add_generations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         p.add_argument(flag, dest=dest, required=True, type=_timestamp, metavar="TS", help=f"ISO-8601 {text}")
     p.add_argument("--target", choices=("silver", "index", "both"), default="both", help="default: both")
     p.set_defaults(func=_backfill)
+    p = sub.add_parser("deadletters", help="count embed and index dead letters; --retry writes them again")
+    p.add_argument("--since", type=_timestamp, metavar="TS", help="only dead letters recorded at or after TS")
+    p.add_argument("--retry", action="store_true", help="write their listings again from current silver")
+    p.set_defaults(func=_dead_letters)
+
+
+def _dead_letters(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import backfill
+    from vectorlake.spark import build_session
+
+    spark = build_session(cfg, app_name="vectorlake-deadletters")
+    result = backfill.dead_letters(spark, cfg, args.since, args.retry)
+    print("\n".join(result.lines()))
+    return 1 if args.retry and result.rejected else 0
 
 
 def _erase(cfg: Config, args: argparse.Namespace) -> int:
@@ -511,6 +580,35 @@ def _add_warehouse(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     docs.set_defaults(func=_warehouse_docs)
 
 
+def _quality(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import quality
+
+    report = quality.run(cfg, args.suites or None, write_baseline=args.write_baseline)
+    for line in report.lines():
+        print(line)
+    return 0 if report.success else 1
+
+
+def _add_quality(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from vectorlake.ops.quality import SUITES
+
+    p = sub.add_parser("quality", help="run the data-quality suites (expectations/) over the lake tables")
+    p.add_argument(
+        "--suite",
+        dest="suites",
+        action="append",
+        choices=SUITES,
+        metavar="NAME",
+        help=f"only this suite (repeatable; default: all of {', '.join(SUITES)})",
+    )
+    p.add_argument(
+        "--write-baseline",
+        action="store_true",
+        help="store the current embedding distribution per model version as the drift baseline",
+    )
+    p.set_defaults(func=_quality)
+
+
 def _print_status(st: object) -> None:
     from vectorlake.stack import StackStatus
 
@@ -568,9 +666,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_search(sub)
     _add_freshness(sub)
+    _add_metrics(sub)
     _add_generations(sub)
     _add_erasure(sub)
     _add_warehouse(sub)
+    _add_quality(sub)
     return parser
 
 

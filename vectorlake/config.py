@@ -221,6 +221,47 @@ class ErasureConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """`vectorlake metrics serve` (Prometheus text format) and the windows `vectorlake status` reports."""
+
+    host: str = "127.0.0.1"  # bind address of the exposition endpoint; keep it local unless scraped remotely
+    port: int = 9464
+    status_window_minutes: int = 60  # `vectorlake status`: lag percentiles over this many recent minutes
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"metrics.port: expected 1..65535, got {self.port}")
+        if self.status_window_minutes < 1:
+            raise ConfigError(
+                f"metrics.status_window_minutes: expected >= 1, got {self.status_window_minutes}"
+            )
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Thresholds of the great-expectations suites in ``expectations/`` (`vectorlake quality`)."""
+
+    sample_rows: int = 20000  # rows per table read into a suite (whole Parquet files, up to this many)
+    key_mostly: float = 0.999  # ids, event times, ops: share of rows that must be non-null
+    field_mostly: float = 0.9  # served listings that must have a title, seller, locale and category
+    locale_mostly: float = 0.99  # locales (normalized) that must be in the reference locale table
+    category_mostly: float = 0.9  # served listings whose category_id must be in the reference taxonomy
+    max_norm_error: float = 0.001  # | ||v|| - 1 | of every sampled vector
+    max_mean_shift: float = 0.1  # drift: L2 distance of the sample's mean vector from the baseline's
+
+    def __post_init__(self) -> None:
+        if self.sample_rows < 1:
+            raise ConfigError(f"quality.sample_rows: expected a positive integer, got {self.sample_rows}")
+        for name in ("key_mostly", "field_mostly", "locale_mostly", "category_mostly"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"quality.{name}: expected a share in (0, 1], got {value}")
+        for name in ("max_norm_error", "max_mean_shift"):
+            if getattr(self, name) <= 0.0:
+                raise ConfigError(f"quality.{name}: expected a positive number, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class Config:
     env: str
     stack: StackConfig
@@ -240,6 +281,8 @@ class Config:
     spark: SparkConfig
     warehouse: WarehouseConfig
     erasure: ErasureConfig = field(default_factory=ErasureConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def state_dir(self) -> Path:

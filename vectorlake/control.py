@@ -22,6 +22,8 @@ from vectorlake.lake.tables import (
     ERASURE_LOG_COLUMNS,
     ERASURE_REQUEST_COLUMNS,
     GENERATION_COLUMNS,
+    QUALITY_BASELINE_COLUMNS,
+    QUALITY_RESULT_COLUMNS,
     REINDEX_PROGRESS_COLUMNS,
     LakeTables,
 )
@@ -169,3 +171,14 @@ def erasure_log_table(cfg: Config) -> ControlTable:
 
 def tombstones_table(cfg: Config) -> ControlTable:
     return ControlTable(cfg, tombstones_path(cfg), TOMBSTONE_COLUMNS, ("subject_hash",))
+
+
+def quality_results_table(cfg: Config) -> ControlTable:
+    return ControlTable(
+        cfg, LakeTables(cfg.lake.root).quality_results, QUALITY_RESULT_COLUMNS, ("run_id", "suite", "seq")
+    )
+
+
+def quality_baselines_table(cfg: Config) -> ControlTable:
+    path = LakeTables(cfg.lake.root).quality_baselines
+    return ControlTable(cfg, path, QUALITY_BASELINE_COLUMNS, ("model_version", "modality"))

@@ -18,6 +18,7 @@ DAG_IDS = {
     "warehouse_history",
     "gdpr_erasure_request",
     "gdpr_purge",
+    "data_quality",
 }
 
 

@@ -25,6 +25,7 @@ SCHEDULES: dict[str, str | None] = {
     "warehouse_history": "@hourly",
     "gdpr_erasure_request": None,
     "gdpr_purge": "@hourly",
+    "data_quality": "@hourly",
 }
 # Modules a DAG file must not pull in at parse time (the DAG processor parses every file every 30 s).
 HEAVY = {"pyspark", "delta", "torch", "sentence_transformers", "open_clip", "mlflow", "opensearchpy",

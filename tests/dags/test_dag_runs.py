@@ -238,6 +238,32 @@ def test_a_failing_gate_fails_validate_at_once_and_nothing_cuts_over(
     assert cutovers == []
 
 
+def test_data_quality_passes_on_the_streamed_lake_and_records_its_verdicts(
+    dagbag: Any, streamed: Streamed
+) -> None:
+    from vectorlake.control import quality_baselines_table, quality_results_table
+
+    run, seconds = _dag_test(dagbag, "data_quality", {"write_baseline": True})
+    print(f"data_quality dag.test: {seconds:.1f} s")
+
+    assert _task_states(run) == {"bronze": "success", "silver": "success", "embeddings": "success"}
+    assert run.state == "success"
+    rows = [r for r in quality_results_table(streamed.cfg).rows() if r["run_id"] == run.run_id]
+    assert {r["suite"] for r in rows} == {
+        "bronze_listing_changes",
+        "bronze_media",
+        "bronze_seller_policy",
+        "silver_listings",
+        "embeddings",
+    }
+    assert all(r["status"] in ("passed", "skipped") for r in rows), [
+        r for r in rows if r["status"] == "failed"
+    ]
+    assert {r["table"] for r in rows if r["suite"] == "silver_listings"} == {"silver/listings"}
+    assert all(r["rows"] > 0 for r in rows if r["suite"] in ("silver_listings", "embeddings"))
+    assert quality_baselines_table(streamed.cfg).rows(), "write_baseline stored the distribution"
+
+
 def test_gdpr_purge_erases_a_requested_listing_everywhere_and_nothing_else(
     dagbag: Any, streamed: Streamed, spark: Any
 ) -> None:

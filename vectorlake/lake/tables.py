@@ -6,7 +6,9 @@ silver/listings has the change data feed on; the embedding stage reads it and wr
 ``gold/embed_dead_letters`` (images that could not be fetched or decoded), ``gold/index_log`` (every index
 write with ``indexed_at``) and ``gold/index_dead_letters`` (documents OpenSearch rejected for good).
 The control tables record what operators and jobs did: ``control/index_generations`` (one row per index
-generation and its lifecycle), ``control/erasure_requests`` and ``control/erasure_log``.
+generation and its lifecycle), ``control/erasure_requests``, ``control/erasure_log``, and the data-quality
+runs: ``control/quality_results`` (one row per expectation) and ``control/quality_baselines``.
+``ops/stream_metrics`` holds one row of counts per micro-batch of each streaming query.
 """
 
 from __future__ import annotations
@@ -84,6 +86,18 @@ class LakeTables:
     @property
     def erasure_log(self) -> str:
         return self.path("control", "erasure_log")
+
+    @property
+    def quality_results(self) -> str:
+        return self.path("control", "quality_results")
+
+    @property
+    def quality_baselines(self) -> str:
+        return self.path("control", "quality_baselines")
+
+    @property
+    def stream_metrics(self) -> str:
+        return self.path("ops", "stream_metrics")
 
 
 QUARANTINE_COLUMNS = {
@@ -185,7 +199,7 @@ ERASURE_REQUEST_COLUMNS = {
     "subject_id": "string",  # cleared once the purge is verified
     "subject_hash": "string",  # sha256 of subject_type:subject_id
     "requested_at": "timestamp",
-    "status": "string",  # pending | done
+    "status": "string",  # pending -> erased (stores erased, history not yet vacuumed) -> done (verified)
     "finished_at": "timestamp",
 }
 ERASURE_LOG_COLUMNS = {
@@ -196,6 +210,55 @@ ERASURE_LOG_COLUMNS = {
     "erased": "bigint",  # rows, documents or object versions removed
     "started_at": "timestamp",
     "finished_at": "timestamp",
+}
+# One row per expectation of each great-expectations suite run (vectorlake.ops.quality)
+QUALITY_RESULT_COLUMNS = {
+    "run_id": "string",  # one `vectorlake quality` run (the Airflow run id in the DAG)
+    "suite": "string",  # the suite's name: expectations/<suite>.json
+    "seq": "int",  # the expectation's place in its suite
+    "expectation": "string",  # e.g. expect_column_values_to_be_in_set(locale)
+    "status": "string",  # passed | failed | skipped
+    "detail": "string",  # one line: what was unexpected, or why it was skipped
+    "table": "string",  # the lake table checked, e.g. silver/listings
+    "rows": "bigint",  # rows of the sample the suite ran on
+    "checked_at": "timestamp",
+}
+# The embedding distribution a drift check compares with, per model version (`quality --write-baseline`)
+QUALITY_BASELINE_COLUMNS = {
+    "model_version": "string",  # <registered model name>/<version>
+    "modality": "string",
+    "dim": "int",
+    "rows": "bigint",  # vectors the statistics were computed from
+    "mean": "string",  # JSON list: the mean vector
+    "mean_norm": "double",  # || mean vector ||
+    "spread": "double",  # mean distance of a vector from the mean vector
+    "written_at": "timestamp",
+}
+
+# One row per micro-batch with data of each streaming query (vectorlake.ops.metrics); counts only, no ids
+STREAM_METRIC_COLUMNS = {
+    "stream": "string",  # ingest_files | ingest_kafka | index
+    "query_id": "string",  # the streaming query's id (kept in its checkpoint, so stable across restarts)
+    "batch_id": "bigint",
+    "started_at": "timestamp",
+    "finished_at": "timestamp",
+    "duration_s": "double",
+    "rows": "bigint",  # ingest: records read from the source; index: listings the change feed touched
+    "accepted": "bigint",
+    "duplicates": "bigint",
+    "quarantined": "bigint",
+    "erased": "bigint",
+    "model_calls": "bigint",  # text + image inputs sent to a model (cache misses)
+    "cache_hits": "bigint",  # text + image vectors taken from gold/embeddings
+    "index_writes": "bigint",  # applied writes (upserts and deletes) over every target generation
+    "stale_writes": "bigint",
+    "retries": "bigint",  # bulk retry rounds after 429 / 5xx / connection errors
+    "embed_dead_letters": "bigint",
+    "index_dead_letters": "bigint",
+    "lag_p50_s": "double",  # event_ts -> indexed_at over the batch's applied writes
+    "lag_p95_s": "double",
+    "lag_max_s": "double",
+    "recorded_at": "timestamp",
 }
 
 
@@ -218,6 +281,9 @@ def schemas(tables: LakeTables) -> dict[str, tuple[dict[str, str], dict[str, str
     out[tables.reindex_progress] = (REINDEX_PROGRESS_COLUMNS, {})
     out[tables.erasure_requests] = (ERASURE_REQUEST_COLUMNS, {})
     out[tables.erasure_log] = (ERASURE_LOG_COLUMNS, {})
+    out[tables.quality_results] = (QUALITY_RESULT_COLUMNS, {})
+    out[tables.quality_baselines] = (QUALITY_BASELINE_COLUMNS, {})
+    out[tables.stream_metrics] = (STREAM_METRIC_COLUMNS, {})
     return out
 
 

@@ -13,8 +13,9 @@ Checks (thresholds under ``gate`` in the config):
 - ``relevance``: hit@10 of the generator's labelled queries on the new generation may be at most
   ``max_relevance_drop`` below the live one's (each embedded with its own model). Skipped, and said so,
   when there is no live generation or no labelled-queries file.
-- ``embeddings_quality``: every cached vector of the generation's models has the model's dimension, no NaN
-  and unit norm.
+- ``embeddings_quality``: the embeddings suite (`vectorlake.ops.quality`, ``expectations/embeddings.json``)
+  on the generation's models' cached vectors: the model's dimension, no NaN, unit norm (``max_norm_error``),
+  and no drift from the stored baseline (skipped, and said so, for a model version without one).
 
 The run is logged to mlflow (experiment ``vectorlake-reindex``): parameters, one metric per check, the
 report as an artifact and a ``passed`` tag; its id goes to ``control/index_generations``.
@@ -270,29 +271,25 @@ def _ids(client: OpenSearch, index: str) -> Any:
 
 
 def _quality(cfg: Config, meta: Mapping[str, Any]) -> Check:
-    import pyarrow.compute as pc
-    from deltalake import DeltaTable
+    """The embeddings suite (expectations/embeddings.json) on the generation's models' cached vectors."""
+    from vectorlake.ops import quality
 
-    from vectorlake import control
-
-    uri, options = control.location(cfg, LakeTables(cfg.lake.root).embeddings)
-    data = DeltaTable(uri, storage_options=options).to_pyarrow_dataset()
-    problems, sampled = [], 0
-    for role in ("text", "image"):
-        label, dim = str(meta[f"{role}_model"]), int(meta[f"{role}_dim"])
-        rows = data.to_table(
-            columns=["vector"],
-            filter=(pc.field("model_version") == label) & (pc.field("modality") == role),
-        ).slice(0, QUALITY_SAMPLE)
-        vectors = rows.column("vector").to_pylist()
-        sampled += len(vectors)
-        problems += [f"{role}: {p}" for p in vector_quality(vectors, dim, cfg.gate.max_norm_error)]
+    dims: dict[str, int | None] = {str(meta[f"{r}_model"]): int(meta[f"{r}_dim"]) for r in ("text", "image")}
+    result, _ = quality.check_embeddings(
+        cfg,
+        dims,
+        params={"min_norm": 1.0 - cfg.gate.max_norm_error, "max_norm": 1.0 + cfg.gate.max_norm_error},
+        per_model_rows=QUALITY_SAMPLE,
+    )
+    problems = [o.line() for o in result.failures]
+    fine = f"{result.rows} cached vectors: right dimension, no NaN, unit norm"
+    skipped = "; ".join(o.line() for o in result.skipped)
     return Check(
         "embeddings_quality",
         float(len(problems)),
         "== 0 problems",
         not problems,
-        "; ".join(problems) or f"{sampled} cached vectors: right dimension, no NaN, unit norm",
+        "; ".join(problems) or (f"{fine} ({skipped})" if skipped else fine),
     )
 
 
