@@ -47,6 +47,9 @@ echo
 echo "==> index generations (a model upgrade: vectorlake reindex, then vectorlake cutover)"
 "$VL" generations
 echo
+echo "==> pipeline status (vectorlake status; Prometheus text: vectorlake metrics [serve])"
+"$VL" status
+echo
 lake="$("$BIN/python" -c 'from vectorlake.config import load_config; print(load_config().lake.root)')"
 echo "The lake is in $lake (bronze/, quarantine/, silver/, gold/); the index is behind the alias 'listings'."
 echo "The stack stays up; stop it with: make down"

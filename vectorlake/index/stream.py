@@ -78,6 +78,11 @@ class IndexCounts:
     image_model_calls: int
     image_failures: int
     seconds: float
+    cache_hits: int = 0  # text + image vectors the batch needed that gold/embeddings already held
+    retries: int = 0  # bulk retry rounds (each a backoff sleep) over every partition and target
+    lag_p50_s: float | None = None  # event_ts -> indexed_at over the applied writes (measure_lag only)
+    lag_p95_s: float | None = None
+    lag_max_s: float | None = None
 
     def line(self) -> str:
         return (
@@ -102,6 +107,7 @@ class _WriteSpec:
     text_weight: float
     image_weight: float
     image_dim: int
+    retries: Any = None  # a Spark accumulator counting the sink's retry rounds
 
 
 _CLIENTS: dict[tuple[Any, ...], Any] = {}
@@ -126,6 +132,12 @@ def _write_partition(spec: _WriteSpec) -> Any:
         from vectorlake.index import sink
 
         client = _client(spec)
+
+        def sleep(seconds: float) -> None:  # the sink sleeps once before each retry round
+            if spec.retries is not None:
+                spec.retries.add(1)
+            time.sleep(seconds)
+
         for frame in frames:
             if frame.empty:
                 continue
@@ -163,7 +175,9 @@ def _write_partition(spec: _WriteSpec) -> Any:
                 actions.append(
                     sink.Upsert(row.listing_id, version, {k: v for k, v in doc.items() if v is not None})
                 )
-            results = sink.write(client, spec.target.index, actions, spec.sink, require_alias=False)
+            results = sink.write(
+                client, spec.target.index, actions, spec.sink, sleep=sleep, require_alias=False
+            )
             by_id = {r.listing_id: r for r in frame.itertuples(index=False)}
             out = []
             for r in results:
@@ -219,17 +233,26 @@ class IndexWriter:
     counts: dict[int, IndexCounts] = field(default_factory=dict)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from datetime import UTC, datetime
+
+        from vectorlake.ops import metrics
+
         began = time.monotonic()
+        started_at = datetime.now(UTC)
         spark = batch.sparkSession
         app_id = self.app_id or spark.sparkContext.getLocalProperty("sql.streaming.queryId")
         if not app_id:
             raise RuntimeError("IndexWriter needs app_id outside a streaming query")
         targets = resolve_targets(self.cfg)  # after the batch's offsets were fixed: see the module doc
         keys = batch.select("listing_id").distinct()
-        counts = self.publish(spark, keys, batch_id, f"vectorlake-index-{app_id}", targets)
+        counts = self.publish(spark, keys, batch_id, f"vectorlake-index-{app_id}", targets, measure_lag=True)
         if counts is not None:
             self.counts[batch_id] = IndexCounts(**{**counts.__dict__, "seconds": time.monotonic() - began})
             log.info("%s", self.counts[batch_id].line())
+            # inside the batch, before its commit: a replay finds the row and keeps it (insert-only)
+            metrics.Recorder(self.cfg, metrics.INDEX_STREAM).record(
+                [metrics.index_row(app_id, self.counts[batch_id], started_at)]
+            )
 
     def publish(
         self,
@@ -239,11 +262,13 @@ class IndexWriter:
         app_id: str,
         targets: list[Target],
         served_only: bool = False,
+        measure_lag: bool = False,
     ) -> IndexCounts | None:
         """Embed and write the current silver state of `keys` (listing_id) to every target.
 
         ``served_only`` writes only the listings that are served (a bulk load into a new generation has
-        nothing to delete); otherwise listings that are not served are deleted.
+        nothing to delete); otherwise listings that are not served are deleted. ``measure_lag`` adds the
+        lag percentiles of the applied writes to the counts (one more small job over the write results).
         """
         from pyspark.sql import functions as F
 
@@ -283,7 +308,9 @@ class IndexWriter:
         parallelism = max(1, spark.sparkContext.defaultParallelism)
         threads = max(1, (os.cpu_count() or 1) // parallelism)
         totals = {"upserts": 0, "deletes": 0, "applied": 0, "stale": 0, "rejected": 0}
-        calls = {"text": 0, "image": 0, "failed": 0}
+        calls = {"text": 0, "image": 0, "failed": 0, "hits": 0}
+        retries = spark.sparkContext.accumulator(0)
+        written: list[DataFrame] = []
         for target in targets:
             text_vectors, text_counts = stage.embed(
                 spark,
@@ -314,6 +341,7 @@ class IndexWriter:
             calls["text"] += text_counts.model_calls
             calls["image"] += image_counts.model_calls
             calls["failed"] += image_counts.failed
+            calls["hits"] += sum(max(0, c.needed - c.model_calls) for c in (text_counts, image_counts))
             rows = (
                 current.join(
                     text_vectors.select(
@@ -343,12 +371,14 @@ class IndexWriter:
                 text_weight=self.cfg.embed.fusion.text_weight,
                 image_weight=self.cfg.embed.fusion.image_weight,
                 image_dim=target.image_dim,
+                retries=retries,
             )
             results = (
                 rows.repartition(parallelism)
                 .mapInPandas(_write_partition(spec), _RESULT_SCHEMA)  # type: ignore[arg-type]
                 .localCheckpoint(eager=True)  # the writes happen here, once
             )
+            written.append(results)
             logged = results.withColumn("batch_id", F.lit(batch_id).cast("bigint"))
             txn_append(logged, self.tables.index_log, f"{app_id}-{target.index}", batch_id)
             rejected = logged.filter(F.col("outcome") == "rejected")
@@ -380,6 +410,9 @@ class IndexWriter:
                 action, outcome = k.split(":")
                 totals["upserts" if action == "index" else "deletes"] += n
                 totals[outcome] += n
+        lag: dict[str, float | None] = dict.fromkeys(("lag_p50_s", "lag_p95_s", "lag_max_s"))
+        if measure_lag and totals["applied"]:
+            lag = _lag(written)
         return IndexCounts(
             batch_id=batch_id,
             listings=n_keys,
@@ -387,8 +420,34 @@ class IndexWriter:
             image_model_calls=calls["image"],
             image_failures=calls["failed"],
             seconds=0.0,
+            cache_hits=calls["hits"],
+            retries=int(retries.value),
+            lag_p50_s=lag["lag_p50_s"],
+            lag_p95_s=lag["lag_p95_s"],
+            lag_max_s=lag["lag_max_s"],
             **totals,
         )
+
+
+def _lag(results: list[DataFrame]) -> dict[str, float | None]:
+    """P50 / P95 / max of event_ts -> indexed_at over the applied writes in `results` (every target)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    lag_s = F.col("indexed_at").cast("double") - F.col("event_ts").cast("double")
+    row = (
+        reduce(lambda a, b: a.unionByName(b), results)
+        .filter(F.col("outcome") == "applied")
+        .agg(
+            F.percentile(lag_s, 0.5).alias("p50"),
+            F.percentile(lag_s, 0.95).alias("p95"),
+            F.max(lag_s).alias("max"),
+        )
+        .first()
+    )
+    assert row is not None
+    return {"lag_p50_s": row["p50"], "lag_p95_s": row["p95"], "lag_max_s": row["max"]}
 
 
 _REFS: dict[tuple[str, str, str], ModelRef] = {}

@@ -27,6 +27,8 @@ from vectorlake.lake.tables import LakeTables
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from vectorlake.ops.metrics import Recorder
+
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +81,7 @@ class BatchWriter:
     reference: Reference
     app_id: str | None = None  # None: the streaming query's id, which lives in its checkpoint
     counts: dict[int, BatchCounts] = field(default_factory=dict)
+    recorder: Recorder | None = None  # where the driver records each batch's metrics (stream.report)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F

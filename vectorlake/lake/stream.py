@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
@@ -26,6 +27,7 @@ from vectorlake.errors import ConfigError, VectorlakeError
 from vectorlake.lake import ingest, sources
 from vectorlake.lake.reference import load_reference
 from vectorlake.lake.tables import LakeTables, ensure_tables
+from vectorlake.ops import metrics
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -46,11 +48,12 @@ class StreamTotals:
     accepted: int
     duplicates: int
     quarantined: int
+    erased: int = 0  # events of erased subjects, dropped by their tombstones
 
     def line(self) -> str:
         return (
             f"{self.batches} micro-batches: {self.rows_in} in, {self.accepted} accepted, "
-            f"{self.duplicates} duplicates, {self.quarantined} quarantined"
+            f"{self.duplicates} duplicates, {self.quarantined} quarantined, {self.erased} erased"
         )
 
 
@@ -81,6 +84,7 @@ def start(
     watermark, interval = validate(cfg, source)
     tables = LakeTables(cfg.lake.root)
     writer = ingest.BatchWriter(tables, load_reference(cfg.reference.categories, cfg.reference.locales))
+    writer.recorder = metrics.Recorder(cfg, f"ingest_{source}")
     ensure_tables(spark, tables)
     if source == "kafka":
         sources.ensure_topics(cfg)
@@ -100,10 +104,11 @@ def start(
 def progress_line(batch_id: int, rows_in: int, counts: ingest.BatchCounts | None, seconds: float) -> str:
     if counts is None:
         return f"batch {batch_id}: {rows_in} in, {seconds:.1f} s"
-    duplicates = rows_in - counts.accepted - counts.quarantined
+    duplicates = rows_in - counts.accepted - counts.quarantined - counts.erased
     return (
         f"batch {batch_id}: {rows_in} in, {counts.accepted} accepted, {duplicates} duplicates, "
-        f"{counts.quarantined} quarantined, {counts.changed_listings} listings changed, {seconds:.1f} s"
+        f"{counts.quarantined} quarantined, {counts.erased} erased, {counts.changed_listings} listings "
+        f"changed, {seconds:.1f} s"
     )
 
 
@@ -148,14 +153,21 @@ def totals(writer: ingest.BatchWriter, rows_in: dict[int, int]) -> StreamTotals:
     counted = [writer.counts[b] for b in rows_in if b in writer.counts]
     accepted = sum(c.accepted for c in counted)
     quarantined = sum(c.quarantined for c in counted)
+    erased = sum(c.erased for c in counted)
     total_in = sum(rows_in.values())
-    return StreamTotals(len(rows_in), total_in, accepted, total_in - accepted - quarantined, quarantined)
+    duplicates = total_in - accepted - quarantined - erased
+    return StreamTotals(len(rows_in), total_in, accepted, duplicates, quarantined, erased)
 
 
 def report(
     query: StreamingQuery, writer: ingest.BatchWriter, seen: set[int], rows_in: dict[int, int]
 ) -> None:
-    """Log a progress line for each batch not seen yet, and note the input rows of those with data."""
+    """Log a progress line for each batch not seen yet, and note the input rows of those with data.
+
+    Those batches' metrics rows are recorded too (see `vectorlake.ops.metrics`), when the writer has a
+    recorder.
+    """
+    rows = []
     for p in query.recentProgress:
         if p.batchId in seen:
             continue
@@ -166,6 +178,15 @@ def report(
         seconds = p.durationMs.get("triggerExecution", 0) / 1000
         log.info("%s", progress_line(p.batchId, p.numInputRows, counts, seconds))
         rows_in[p.batchId] = p.numInputRows
+        if writer.recorder is not None:
+            started = datetime.fromisoformat(p.timestamp.replace("Z", "+00:00"))
+            rows.append(
+                metrics.ingest_row(
+                    writer.recorder.stream, str(p.id), p.batchId, started, seconds, p.numInputRows, counts
+                )
+            )
+    if rows and writer.recorder is not None:
+        writer.recorder.record(rows)
 
 
 def stop_gracefully(query: StreamingQuery) -> None:

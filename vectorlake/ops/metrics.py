@@ -1,0 +1,434 @@
+"""Per micro-batch metrics of the streaming queries, and their Prometheus exposition.
+
+    vectorlake metrics            print the exposition once
+    vectorlake metrics serve      serve it on http://<metrics.host>:<metrics.port>/metrics
+
+``ops/stream_metrics`` gets one row per micro-batch with data of each query, keyed by (stream, query id,
+batch id); it holds counts only, never a listing or seller id. The counts are the ones the queries already
+keep (`vectorlake.lake.ingest.BatchCounts` and the source's input rows from the query progress for ingest,
+`vectorlake.index.stream.IndexCounts` for the index query); the only extra Spark work is one aggregation
+of the index batch's write results for the lag percentiles.
+
+Rows are written with delta-rs as insert-only MERGEs on the key, like the txn appends they sit beside: a
+replayed batch finds its row and leaves it as the first complete run recorded it, so nothing is counted
+twice. The index query records its row inside the batch (before the checkpoint commits it); the ingest
+query's row is recorded by the driver once the batch's progress is reported, because only the progress
+knows how many records the source gave before deduplication.
+
+At scrape time a custom collector reads the table (and the dead-letter tables' row counts from the Delta
+log, and each index generation's document count when OpenSearch answers) and turns it into counters for
+the totals and gauges for the last batch of each stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vectorlake.config import Config
+from vectorlake.control import ControlTable, arrow_schema, location
+from vectorlake.lake.tables import STREAM_METRIC_COLUMNS, LakeTables
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from vectorlake.index.stream import IndexCounts
+    from vectorlake.lake.ingest import BatchCounts
+
+log = logging.getLogger(__name__)
+
+KEY = ("stream", "query_id", "batch_id")
+INDEX_STREAM = "index"
+_COMMIT_RETRIES = 8
+# the columns summed into a counter per stream: column -> (metric name, help)
+COUNTERS: dict[str, tuple[str, str]] = {
+    "rows": ("vectorlake_stream_rows", "records read (ingest) or listings touched (index)"),
+    "accepted": ("vectorlake_ingest_accepted", "valid events stored in bronze"),
+    "duplicates": ("vectorlake_ingest_duplicates", "events dropped as duplicates of an event_id"),
+    "quarantined": ("vectorlake_ingest_quarantined", "records sent to quarantine"),
+    "erased": ("vectorlake_ingest_erased", "events of erased subjects, dropped"),
+    "model_calls": ("vectorlake_embed_model_calls", "inputs sent to an embedding model (cache misses)"),
+    "cache_hits": ("vectorlake_embed_cache_hits", "vectors reused from gold/embeddings"),
+    "index_writes": ("vectorlake_index_writes", "applied index writes (upserts and deletes)"),
+    "stale_writes": ("vectorlake_index_stale_writes", "index writes skipped: a newer version was there"),
+    "retries": ("vectorlake_index_retries", "bulk retry rounds after 429, 5xx or connection errors"),
+    "embed_dead_letters": ("vectorlake_embed_dead_letters", "inputs sent to gold/embed_dead_letters"),
+    "index_dead_letters": ("vectorlake_index_dead_letters", "writes sent to gold/index_dead_letters"),
+    "duration_s": ("vectorlake_stream_batch_seconds", "time spent in micro-batches"),
+}
+
+
+@dataclass(frozen=True)
+class Lag:
+    """Event time -> indexed_at over a set of applied writes, in seconds (None when there are none)."""
+
+    writes: int
+    p50_s: float | None
+    p95_s: float | None
+    max_s: float | None
+
+
+def lag_percentiles(lags_s: Iterable[float | None]) -> Lag:
+    """P50 / P95 / max, interpolated linearly (numpy's default, as Spark's `percentile`); nulls skipped."""
+    import numpy as np
+
+    values = np.asarray([v for v in lags_s if v is not None], dtype=np.float64)
+    if values.size == 0:
+        return Lag(0, None, None, None)
+    p50, p95 = np.percentile(values, [50, 95])
+    return Lag(int(values.size), float(p50), float(p95), float(values.max()))
+
+
+def ingest_row(
+    stream: str,
+    query_id: str,
+    batch_id: int,
+    started_at: datetime,
+    duration_s: float,
+    rows_in: int,
+    counts: BatchCounts | None,
+) -> dict[str, Any]:
+    """The metrics row of an ingest micro-batch, from its progress and what the batch writer counted."""
+    accepted = counts.accepted if counts else 0
+    quarantined = counts.quarantined if counts else 0
+    erased = counts.erased if counts else 0
+    return _row(
+        stream,
+        query_id,
+        batch_id,
+        started_at,
+        duration_s,
+        rows=rows_in,
+        accepted=accepted,
+        duplicates=max(0, rows_in - accepted - quarantined - erased),
+        quarantined=quarantined,
+        erased=erased,
+    )
+
+
+def index_row(query_id: str, counts: IndexCounts, started_at: datetime) -> dict[str, Any]:
+    """The metrics row of an index micro-batch, from its `IndexCounts`."""
+    return _row(
+        INDEX_STREAM,
+        query_id,
+        counts.batch_id,
+        started_at,
+        counts.seconds,
+        rows=counts.listings,
+        model_calls=counts.text_model_calls + counts.image_model_calls,
+        cache_hits=counts.cache_hits,
+        index_writes=counts.applied,
+        stale_writes=counts.stale,
+        retries=counts.retries,
+        embed_dead_letters=counts.image_failures,
+        index_dead_letters=counts.rejected,
+        lag_p50_s=counts.lag_p50_s,
+        lag_p95_s=counts.lag_p95_s,
+        lag_max_s=counts.lag_max_s,
+    )
+
+
+def _row(
+    stream: str, query_id: str, batch_id: int, started_at: datetime, duration_s: float, **values: Any
+) -> dict[str, Any]:
+    from datetime import timedelta
+
+    row: dict[str, Any] = dict.fromkeys(STREAM_METRIC_COLUMNS, None)
+    row.update({c: 0 for c, t in STREAM_METRIC_COLUMNS.items() if t == "bigint"})
+    row.update(
+        stream=stream,
+        query_id=query_id,
+        batch_id=batch_id,
+        started_at=started_at,
+        finished_at=started_at + timedelta(seconds=duration_s),
+        duration_s=float(duration_s),
+        recorded_at=datetime.now(UTC),
+    )
+    unknown = set(values) - set(STREAM_METRIC_COLUMNS)
+    if unknown:
+        raise ValueError(f"not stream metric columns: {sorted(unknown)}")
+    row.update(values)
+    return row
+
+
+class MetricsTable(ControlTable):
+    """``ops/stream_metrics``: rows are only ever inserted, once per key."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg, LakeTables(cfg.lake.root).stream_metrics, STREAM_METRIC_COLUMNS, KEY)
+
+    def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert the rows whose key is not in the table yet (a replayed batch's row is left as it was)."""
+        import pyarrow as pa
+        from deltalake.exceptions import CommitFailedError
+
+        if not rows:
+            return
+        source = pa.Table.from_pylist(
+            [{c: r.get(c) for c in self.columns} for r in rows], schema=arrow_schema(self.columns)
+        )
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in self.key)
+        for attempt in range(_COMMIT_RETRIES):
+            merger = self._table().merge(source, on, source_alias="s", target_alias="t")
+            try:
+                merger.when_not_matched_insert_all().execute()
+                return
+            except CommitFailedError:  # the other query committed first: merge again on top
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+
+@dataclass
+class Recorder:
+    """Writes metrics rows for one streaming query; a failure is logged, never fails the stream."""
+
+    cfg: Config
+    stream: str
+
+    def record(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        try:
+            MetricsTable(self.cfg).insert_new(rows)
+        except Exception:  # observability must not stop ingestion or indexing
+            log.warning("could not record %d %s metrics row(s)", len(rows), self.stream, exc_info=True)
+
+
+def read_rows(cfg: Config, path: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Every row of a lake table read with delta-rs, or [] when the table does not exist yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    uri, options = location(cfg, path)
+    try:
+        table = DeltaTable(uri, storage_options=options)
+    except TableNotFoundError:
+        return []
+    rows: list[dict[str, Any]] = table.to_pyarrow_table(
+        columns=list(columns) if columns else None
+    ).to_pylist()
+    return rows
+
+
+def row_count(cfg: Config, path: str) -> int | None:
+    """Rows of a lake table from its Delta log statistics (no data read), None when it does not exist."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    uri, options = location(cfg, path)
+    try:
+        return int(DeltaTable(uri, storage_options=options).count())
+    except TableNotFoundError:
+        return None
+
+
+def dead_letter_counts(cfg: Config) -> dict[str, int]:
+    """Rows in quarantine and the two dead-letter tables, by ``<layer>/<table>``."""
+    tables = LakeTables(cfg.lake.root)
+    out = {}
+    for path in (tables.quarantine, tables.embed_dead_letters, tables.index_dead_letters):
+        n = row_count(cfg, path)
+        out[_short(tables, path)] = n or 0
+    return out
+
+
+def _short(tables: LakeTables, path: str) -> str:
+    return path[len(tables.root.rstrip("/")) + 1 :]
+
+
+@dataclass(frozen=True)
+class GenerationDocs:
+    index: str
+    state: str | None  # from control/index_generations
+    role: str | None  # live | next | prev: the family alias pointing at it now
+    documents: int | None
+
+
+def generation_docs(cfg: Config) -> tuple[list[GenerationDocs], str | None]:
+    """Each generation that is not deleted with its document count (``_count``), and a note when OpenSearch
+    cannot be asked (the counts are then None)."""
+    from vectorlake.index import generations
+    from vectorlake.index.client import make_client
+
+    rows = [
+        r
+        for r in read_rows(cfg, LakeTables(cfg.lake.root).index_generations, ["index", "alias", "state"])
+        if r["alias"] in (None, cfg.index.alias) and r["state"] != "deleted"
+    ]
+    states = {r["index"]: r["state"] for r in rows}
+    try:
+        client = make_client(cfg)
+    except Exception as e:  # e.g. credentials missing for a remote cluster
+        return _without_counts(states), f"OpenSearch not asked: {_one_line(e)}"
+    try:
+        roles = {index: role for role, index in generations.alias_map(client, cfg.index).items()}
+        out = []
+        for index in sorted(set(states) | set(roles), key=_generation_order(cfg)):
+            documents = (
+                int(client.count(index=index)["count"]) if client.indices.exists(index=index) else None
+            )
+            out.append(GenerationDocs(index, states.get(index), roles.get(index), documents))
+        return out, None
+    except Exception as e:  # down or unreachable: report what the control table knows
+        hosts = ", ".join(cfg.opensearch_hosts)
+        return _without_counts(states), f"OpenSearch at {hosts} did not answer ({_one_line(e)})"
+    finally:
+        client.close()
+
+
+def _without_counts(states: Mapping[str, str | None]) -> list[GenerationDocs]:
+    return [GenerationDocs(i, s, None, None) for i, s in states.items()]
+
+
+def _generation_order(cfg: Config) -> Any:
+    from vectorlake.index.generations import generation_number
+
+    return lambda index: (generation_number(cfg.index.alias, index) or 0, index)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def last_batches(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """stream -> its most recent batch (latest finished_at; a batch id breaks ties)."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for r in rows:
+        best = out.get(r["stream"])
+        if best is None or _recency(r) > _recency(best):
+            out[r["stream"]] = r
+    return out
+
+
+def _recency(row: Mapping[str, Any]) -> tuple[float, int]:
+    finished = row["finished_at"]
+    return (finished.timestamp() if finished is not None else 0.0, int(row["batch_id"]))
+
+
+def families(
+    rows: Sequence[Mapping[str, Any]],
+    dead_letters: Mapping[str, int] | None = None,
+    generations: Sequence[GenerationDocs] | None = None,
+    opensearch_up: bool | None = None,
+) -> list[Metric]:
+    """The metric families for the metrics rows and the extras; pure, so it is what the tests check."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    streams = sorted({r["stream"] for r in rows})
+    out: list[Metric] = []
+    batches = CounterMetricFamily(
+        "vectorlake_stream_batches", "micro-batches with data recorded", labels=["stream"]
+    )
+    for s in streams:
+        batches.add_metric([s], sum(1 for r in rows if r["stream"] == s))
+    out.append(batches)
+    for column, (name, text) in COUNTERS.items():
+        family = CounterMetricFamily(name, text, labels=["stream"])
+        for s in streams:
+            family.add_metric([s], float(sum(r[column] or 0 for r in rows if r["stream"] == s)))
+        out.append(family)
+
+    last = last_batches(rows)
+    gauges = {
+        "batch_id": ("vectorlake_stream_last_batch_id", "id of the stream's last recorded micro-batch"),
+        "finished_at": ("vectorlake_stream_last_batch_timestamp_seconds", "when it finished (Unix time)"),
+        "duration_s": ("vectorlake_stream_last_batch_duration_seconds", "how long it took"),
+        "rows": ("vectorlake_stream_last_batch_rows", "its records read or listings touched"),
+    }
+    for column, (name, text) in gauges.items():
+        g = GaugeMetricFamily(name, text, labels=["stream"])
+        for s, r in sorted(last.items()):
+            value = r[column]
+            g.add_metric([s], value.timestamp() if isinstance(value, datetime) else float(value or 0))
+        out.append(g)
+    dead = GaugeMetricFamily(
+        "vectorlake_stream_last_batch_dead_letters",
+        "dead letters of the last micro-batch",
+        labels=["stream", "kind"],
+    )
+    for s, r in sorted(last.items()):
+        dead.add_metric([s, "embed"], float(r["embed_dead_letters"] or 0))
+        dead.add_metric([s, "index"], float(r["index_dead_letters"] or 0))
+    out.append(dead)
+    lag = GaugeMetricFamily(
+        "vectorlake_index_last_batch_lag_seconds",
+        "event time -> indexed_at over the applied writes of the index stream's last batch with any",
+        labels=["quantile"],
+    )
+    with_lag = last_batches(r for r in rows if r["stream"] == INDEX_STREAM and r["lag_max_s"] is not None)
+    if INDEX_STREAM in with_lag:
+        r = with_lag[INDEX_STREAM]
+        for quantile, column in (("0.5", "lag_p50_s"), ("0.95", "lag_p95_s"), ("1", "lag_max_s")):
+            lag.add_metric([quantile], float(r[column]))
+    out.append(lag)
+
+    if dead_letters is not None:
+        g = GaugeMetricFamily(
+            "vectorlake_table_rows", "rows in quarantine and the dead-letter tables", labels=["table"]
+        )
+        for table, n in sorted(dead_letters.items()):
+            g.add_metric([table], float(n))
+        out.append(g)
+    if opensearch_up is not None:
+        up = GaugeMetricFamily("vectorlake_opensearch_up", "1 when OpenSearch answered this scrape")
+        up.add_metric([], 1.0 if opensearch_up else 0.0)
+        out.append(up)
+    if generations:
+        g = GaugeMetricFamily(
+            "vectorlake_index_generation_documents",
+            "documents in each index generation (_count)",
+            labels=["index", "state", "role"],
+        )
+        for gen in generations:
+            if gen.documents is not None:
+                g.add_metric([gen.index, gen.state or "", gen.role or ""], float(gen.documents))
+        out.append(g)
+    return out
+
+
+class TableCollector:
+    """A prometheus_client collector that reads the lake (and asks OpenSearch) at every scrape."""
+
+    def __init__(self, cfg: Config, with_opensearch: bool = True) -> None:
+        self.cfg = cfg
+        self.with_opensearch = with_opensearch
+
+    def collect(self) -> Iterator[Metric]:
+        rows = read_rows(self.cfg, LakeTables(self.cfg.lake.root).stream_metrics)
+        gens: list[GenerationDocs] | None = None
+        up = None
+        if self.with_opensearch:
+            gens, note = generation_docs(self.cfg)
+            up = note is None
+        yield from families(rows, dead_letter_counts(self.cfg), gens, up)
+
+
+def registry_for(cfg: Config, with_opensearch: bool = True) -> Any:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TableCollector(cfg, with_opensearch))  # type: ignore[arg-type]
+    return registry
+
+
+def exposition(cfg: Config, with_opensearch: bool = True) -> str:
+    """The Prometheus text exposition of the metrics, once."""
+    from prometheus_client import generate_latest
+
+    return str(generate_latest(registry_for(cfg, with_opensearch)).decode())
+
+
+def serve(cfg: Config, host: str | None = None, port: int | None = None) -> tuple[Any, Any]:
+    """Start the exposition endpoint in a daemon thread; returns (server, thread) (``server.shutdown()``)."""
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(
+        port if port is not None else cfg.metrics.port,
+        addr=host or cfg.metrics.host,
+        registry=registry_for(cfg),
+    )
+    return server, thread
