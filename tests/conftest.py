@@ -10,7 +10,7 @@ import pytest
 
 from vectorlake.config import Config, load_config
 
-_MARKERS = {"unit", "integration", "dags", "e2e"}
+_MARKERS = {"unit", "integration", "dags", "e2e", "browser", "notebooks"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -74,6 +74,9 @@ def environment(cfg: Config) -> dict[str, str]:
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__API__WORKERS": "1",  # one uvicorn worker: two cores, shared with Spark and OpenSearch
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # a loaded api-server can take over 10 s to mark a task running; with the default 5 s the worker
+        # retries, gets "already running" (400) and kills its own task
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         # `airflow standalone` starts its components as `airflow ...` from PATH; spark-submit is found there
         "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYSPARK_PYTHON": python,
