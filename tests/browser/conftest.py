@@ -86,7 +86,7 @@ def _wait_for_dag(api: AirflowApi, dag_id: str, timeout_s: float = 180) -> None:
         time.sleep(2)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # torn down (env restored, Airflow stopped) before later modules run
 def browser_airflow(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserAirflow]:
     tmp = tmp_path_factory.mktemp("browser-airflow")
     landing = tmp / "landing"

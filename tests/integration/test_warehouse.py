@@ -131,21 +131,25 @@ def _add_erasures(cfg: Config, t0: datetime) -> None:
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
 
+    from vectorlake.ops.erasure_stores import subject_hash
+
     tables = LakeTables(cfg.lake.root)
     h = timedelta(hours=1)
+    # hashes of subjects the catalog does not have: the ingest drops events of recorded subjects
+    h1, h2, h3 = (subject_hash(t, f"erased-{n}") for n, t in enumerate(("listing", "seller", "seller")))
     requests = [
-        {"request_id": "r-done", "subject_type": "listing", "subject_id": None, "subject_hash": "h1",
+        {"request_id": "r-done", "subject_type": "listing", "subject_id": None, "subject_hash": h1,
          "requested_at": t0, "status": "done", "finished_at": t0 + 5 * h},
-        {"request_id": "r-slow", "subject_type": "seller", "subject_id": None, "subject_hash": "h2",
+        {"request_id": "r-slow", "subject_type": "seller", "subject_id": None, "subject_hash": h2,
          "requested_at": t0, "status": "done", "finished_at": t0 + 80 * h},
-        {"request_id": "r-open", "subject_type": "seller", "subject_id": None, "subject_hash": "h3",
+        {"request_id": "r-open", "subject_type": "seller", "subject_id": None, "subject_hash": h3,
          "requested_at": t0, "status": "pending", "finished_at": None},
     ]  # fmt: skip
     log = [
-        ("r-done", "listing", "h1", "silver/listings", 3, t0 + h, t0 + 2 * h),
-        ("r-done", "listing", "h1", "opensearch/listings_g1", 1, t0 + 2 * h, t0 + 4 * h),
-        ("r-slow", "seller", "h2", "silver/listings", 7, t0 + 70 * h, t0 + 79 * h),
-        ("r-open", "seller", "h3", "bronze/listing_changes", 2, t0 + h, t0 + 3 * h),
+        ("r-done", "listing", h1, "silver/listings", 3, t0 + h, t0 + 2 * h),
+        ("r-done", "listing", h1, "opensearch/listings_g1", 1, t0 + 2 * h, t0 + 4 * h),
+        ("r-slow", "seller", h2, "silver/listings", 7, t0 + 70 * h, t0 + 79 * h),
+        ("r-open", "seller", h3, "bronze/listing_changes", 2, t0 + h, t0 + 3 * h),
     ]
     keys = ("request_id", "subject_type", "subject_hash", "store", "erased", "started_at", "finished_at")
     for path, rows in (

@@ -37,7 +37,7 @@ from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
 from vectorlake.lake import tables as lake_tables
 from vectorlake.lake.tables import LakeTables
-from vectorlake.ops.erasure_stores import Match, row_condition, subject_hash
+from vectorlake.ops.erasure_stores import SHA256_HEX, Match, row_condition, subject_hash
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -578,7 +578,10 @@ def tombstone_hashes(spark: SparkSession, tables: LakeTables) -> list[str]:
                 spark.read.format("delta").load(path).select("subject_hash").where("subject_hash IS NOT NULL")
             )
             found |= {r[0] for r in frame.distinct().collect()}
-    return sorted(found)
+    invalid = sorted(h for h in found if not SHA256_HEX.fullmatch(h))
+    if invalid:  # matches no id (ids hash to hex digests): skipped, so a bad row cannot stop the ingest
+        log.warning("%d erasure hash(es) are not sha256 hex digests and are ignored", len(invalid))
+    return sorted(found - set(invalid))
 
 
 def mark_erased(batch: DataFrame, hashes: Sequence[str]) -> DataFrame:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # Tokens of a free-text payload (quarantine, landing lines): ids are made of these characters.
 TOKEN_SEPARATOR = r"[^A-Za-z0-9_.:@-]+"  # noqa: S105 (a regex, not a secret)
-_HEX = re.compile(r"[0-9a-f]{64}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def subject_hash(subject_type: str, subject_id: str) -> str:
@@ -49,7 +49,7 @@ class Match:
 
     def __post_init__(self) -> None:
         for h in self.sellers | self.listings | self.images:
-            if not _HEX.fullmatch(h):
+            if not SHA256_HEX.fullmatch(h):
                 raise ValueError(f"not a sha256 hex digest: {h!r}")
 
     def empty(self) -> bool:
