@@ -23,6 +23,7 @@ from vectorlake import pipeline, warehouse
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate, write_landing
+from vectorlake.lake import checkpoint
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import erasure, lifecycle, reindex
 
@@ -381,12 +382,12 @@ def test_the_checkpoint_reads_the_same_through_hadoop_as_from_the_local_disk(
     from vectorlake.index.stream import checkpoint_path
 
     local_path = checkpoint_path(stack.cfg)
-    local = erasure.LocalCheckpoint(local_path)
-    hadoop = erasure.HadoopCheckpoint(spark, Path(local_path.removeprefix("file://")).absolute().as_uri())
+    local = checkpoint.LocalCheckpoint(local_path)
+    hadoop = checkpoint.HadoopCheckpoint(spark, Path(local_path.removeprefix("file://")).absolute().as_uri())
     committed = local.committed()
     assert committed and hadoop.committed() == committed
     assert hadoop.offsets(committed[-1]) == local.offsets(committed[-1])
     latest = int(DeltaTable.forPath(spark, stack.tables.listings).history(1).first()[0])
-    assert erasure.reservoir_version(hadoop.offsets(committed[-1])) == latest  # the stream ran to the end
-    missing = erasure.HadoopCheckpoint(spark, (stack.landing.parent / "no-checkpoint").as_uri())
+    assert checkpoint.reservoir_version(hadoop.offsets(committed[-1])) == latest  # the stream ran to the end
+    missing = checkpoint.HadoopCheckpoint(spark, (stack.landing.parent / "no-checkpoint").as_uri())
     assert missing.committed() == []

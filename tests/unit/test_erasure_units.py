@@ -114,20 +114,3 @@ def test_landing_rewrite_drops_exactly_the_subjects_lines(tmp_path: Path) -> Non
     assert untouched.stat().st_mtime_ns == before
     assert landing_scan(str(tmp_path), match) == 0
     assert not list(tmp_path.rglob("*.tmp"))
-
-
-def test_checkpoint_version_reads_the_last_committed_batch(tmp_path: Path) -> None:
-    (tmp_path / "commits").mkdir()
-    (tmp_path / "offsets").mkdir()
-    assert erasure._checkpoint_reservoir_version(str(tmp_path)) is None
-    for batch, version, index in ((0, 3, -1), (1, 7, 2), (2, 9, -1)):
-        (tmp_path / "offsets" / str(batch)).write_text(
-            'v1\n{"batchWatermarkMs":0}\n'
-            + json.dumps({"sourceVersion": 1, "reservoirVersion": version, "index": index})
-            + "\n"
-        )
-    (tmp_path / "commits" / "0").write_text("v1\n{}\n")
-    (tmp_path / "commits" / "1").write_text("v1\n{}\n")  # batch 2 is planned, not committed
-    assert erasure._checkpoint_reservoir_version(str(tmp_path)) == 7
-    (tmp_path / "commits" / "2").write_text("v1\n{}\n")
-    assert erasure._checkpoint_reservoir_version(str(tmp_path)) == 8

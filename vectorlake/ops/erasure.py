@@ -24,18 +24,23 @@ the vacuum while the stream's checkpoint is behind. The Delta log keeps per-file
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
 from vectorlake.lake import tables as lake_tables
+from vectorlake.lake.checkpoint import (
+    CheckpointFiles,
+    HadoopCheckpoint,
+    LocalCheckpoint,
+    is_local,
+    reservoir_version,
+)
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops.erasure_stores import SHA256_HEX, Match, row_condition, subject_hash
 
@@ -402,7 +407,7 @@ def _index_caught_up(spark: SparkSession, cfg: Config, tables: LakeTables) -> bo
 
     checkpoint = checkpoint_path(cfg)
     files: CheckpointFiles = (
-        LocalCheckpoint(checkpoint) if _is_local(checkpoint) else HadoopCheckpoint(spark, checkpoint)
+        LocalCheckpoint(checkpoint) if is_local(checkpoint) else HadoopCheckpoint(spark, checkpoint)
     )
     committed = files.committed()
     if not committed:
@@ -422,90 +427,6 @@ def _index_caught_up(spark: SparkSession, cfg: Config, tables: LakeTables) -> bo
     log.info("index stream has read silver/listings to %s: running it once before the vacuum", where)
     pipeline.run_index_once(spark, cfg)
     return True
-
-
-def _is_local(checkpoint: str) -> bool:
-    return "://" not in checkpoint.removeprefix("file://")
-
-
-class CheckpointFiles(Protocol):
-    def committed(self) -> list[int]:
-        """The ids of the committed batches, ascending."""
-        ...
-
-    def offsets(self, batch: int) -> list[str]:
-        """The lines of a batch's offsets file."""
-        ...
-
-
-@dataclass(frozen=True)
-class LocalCheckpoint:
-    checkpoint: str
-
-    def committed(self) -> list[int]:
-        root = Path(self.checkpoint.removeprefix("file://")) / "commits"
-        return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
-
-    def offsets(self, batch: int) -> list[str]:
-        return (
-            (Path(self.checkpoint.removeprefix("file://")) / "offsets" / str(batch)).read_text().splitlines()
-        )
-
-
-@dataclass(frozen=True)
-class HadoopCheckpoint:
-    """A checkpoint read through the JVM's Hadoop file system (s3a://, hdfs://, file://)."""
-
-    spark: SparkSession
-    checkpoint: str
-
-    def _path(self, *parts: str) -> Any:
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        return jvm.org.apache.hadoop.fs.Path("/".join([self.checkpoint.rstrip("/"), *parts]))
-
-    def _fs(self, path: Any) -> Any:
-        return path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
-
-    def committed(self) -> list[int]:
-        path = self._path("commits")
-        fs = self._fs(path)
-        if not fs.exists(path):
-            return []
-        names = [status.getPath().getName() for status in fs.listStatus(path)]
-        return sorted(int(n) for n in names if n.isdigit())
-
-    def offsets(self, batch: int) -> list[str]:
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        path = self._path("offsets", str(batch))
-        stream = self._fs(path).open(path)
-        try:
-            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
-            lines = []
-            while (line := reader.readLine()) is not None:
-                lines.append(str(line))
-            return lines
-        finally:
-            stream.close()
-
-
-def reservoir_version(offset_lines: Sequence[str]) -> int | None:
-    """The last silver/listings version a batch with these offsets read completely (its Delta source)."""
-    for line in offset_lines[2:]:
-        offset = json.loads(line)
-        if isinstance(offset, dict) and "reservoirVersion" in offset:
-            version = int(offset["reservoirVersion"])
-            # index -1: every file of versions below reservoirVersion was read
-            return version - 1 if int(offset.get("index", -1)) == -1 else version
-    return None
-
-
-def _checkpoint_reservoir_version(checkpoint: str) -> int | None:
-    """The version the latest committed batch of a local checkpoint read completely (None: no batch)."""
-    files = LocalCheckpoint(checkpoint)
-    committed = files.committed()
-    return reservoir_version(files.offsets(committed[-1])) if committed else None
 
 
 # --- verification ---------------------------------------------------------------------------------------

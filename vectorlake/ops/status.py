@@ -18,10 +18,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from vectorlake.config import Config
+from vectorlake.lake.checkpoint import LocalCheckpoint, delta_read_through, is_local, source_offsets
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import metrics
 from vectorlake.ops.freshness import human
@@ -30,7 +30,6 @@ from vectorlake.ops.metrics import GenerationDocs, Lag
 log = logging.getLogger(__name__)
 
 STREAMS = ("ingest_files", "ingest_kafka", metrics.INDEX_STREAM)
-_END_INDEX = 2**62  # Delta's DeltaSourceOffset.END_INDEX (Long.MaxValue - 100): the version was read whole
 
 
 @dataclass(frozen=True)
@@ -183,19 +182,17 @@ def _checkpoint(cfg: Config, stream: str, notes: list[str]) -> tuple[int | None,
     """(last committed batch, offsets in words) from a local checkpoint; (None, None) where there is none."""
     name = "index" if stream == metrics.INDEX_STREAM else stream
     root = cfg.checkpoint_root.rstrip("/")
-    if "://" in root:
+    if not is_local(root):
         if stream == metrics.INDEX_STREAM:
             notes.append(f"checkpoints under {root} are not read by `status` (object storage)")
         return None, None
-    folder = Path(root) / name
-    committed = _latest(folder / "commits")
-    planned = _latest(folder / "offsets")
+    files = LocalCheckpoint(f"{root}/{name}")
+    committed = max(files.committed(), default=None)
+    planned = max(files.planned(), default=None)
     if planned is None:
         return committed, None
     try:
-        sources = [
-            json.loads(line) for line in (folder / "offsets" / str(planned)).read_text().splitlines()[2:]
-        ]
+        sources = source_offsets(files.offsets(planned))
     except (OSError, ValueError) as e:
         return committed, f"offsets unreadable ({e})"
     behind = "" if committed == planned else f"; batch {planned} planned, not committed"
@@ -207,13 +204,6 @@ def _checkpoint(cfg: Config, stream: str, notes: list[str]) -> tuple[int | None,
             committed,
             f"offsets {json.dumps(sources)} (source end not read: {metrics._one_line(e)}){behind}",
         )
-
-
-def _latest(folder: Path) -> int | None:
-    if not folder.is_dir():
-        return None
-    ids = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
-    return max(ids, default=None)
 
 
 def _describe(cfg: Config, stream: str, sources: list[Any]) -> str:
@@ -235,9 +225,8 @@ def _change_feed(cfg: Config, offset: Mapping[str, Any]) -> str:
 
     uri, options = location(cfg, LakeTables(cfg.lake.root).listings)
     latest = DeltaTable(uri, storage_options=options).version()
-    version, index = int(offset["reservoirVersion"]), int(offset.get("index", -1))
-    done = version if index >= _END_INDEX else version - 1  # index -1: nothing of `version` read yet
-    partial = " (and part of the next)" if -1 < index < _END_INDEX else ""
+    done, part = delta_read_through(offset)
+    partial = " (and part of the next)" if part else ""
     behind = latest - done
     state = "up to date" if behind <= 0 else f"{behind} version(s) behind"
     return f"change feed read through silver/listings version {done}{partial} of {latest}: {state}"
