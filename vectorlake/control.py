@@ -25,6 +25,7 @@ from vectorlake.lake.tables import (
     QUALITY_BASELINE_COLUMNS,
     QUALITY_RESULT_COLUMNS,
     REINDEX_PROGRESS_COLUMNS,
+    STREAM_METRIC_COLUMNS,
     LakeTables,
 )
 
@@ -69,6 +70,26 @@ def location(cfg: Config, path: str) -> tuple[str, dict[str, str]]:
     return path, {}
 
 
+def open_delta(cfg: Config, path: str) -> Any:
+    """The Delta table at a lake path, opened with delta-rs; None when there is none yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    uri, options = location(cfg, path)
+    try:
+        return DeltaTable(uri, storage_options=options)
+    except TableNotFoundError:
+        return None
+
+
+def _by_columns(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
+    """Rows grouped by the columns they name: one MERGE per group."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(sorted(r)), []).append(r)
+    return groups
+
+
 class ControlTable:
     """One control table: its columns, key, and where it lives."""
 
@@ -100,13 +121,15 @@ class ControlTable:
 
     def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert ``rows``, or update the columns each names (only those) in the row with the same key."""
-        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-        for r in rows:
-            groups.setdefault(tuple(sorted(r)), []).append(r)
-        for named, group in groups.items():
+        for named, group in _by_columns(rows).items():
             self._merge(list(named), group)
 
-    def _merge(self, named: list[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert the rows whose key is not in the table yet; a row with a known key is left as it was."""
+        for named, group in _by_columns(rows).items():
+            self._merge(list(named), group, update=False)
+
+    def _merge(self, named: list[str], rows: Sequence[Mapping[str, Any]], update: bool = True) -> None:
         import pyarrow as pa
         from deltalake.exceptions import CommitFailedError
 
@@ -119,7 +142,7 @@ class ControlTable:
         schema = arrow_schema({c: self.columns[c] for c in named})
         source = pa.Table.from_pylist([{c: r[c] for c in named} for r in rows], schema=schema)
         on = " AND ".join(f't."{k}" = s."{k}"' for k in self.key)
-        updates = {f'"{c}"': f's."{c}"' for c in named if c not in self.key}
+        updates = {f'"{c}"': f's."{c}"' for c in named if c not in self.key} if update else {}
         for attempt in range(_COMMIT_RETRIES):
             merger = self._table().merge(source, on, source_alias="s", target_alias="t")
             if updates:
@@ -153,10 +176,6 @@ TOMBSTONE_COLUMNS = {
 }
 
 
-def tombstones_path(cfg: Config) -> str:
-    return LakeTables(cfg.lake.root).path("control", "erasure_tombstones")
-
-
 def requests_table(cfg: Config) -> ControlTable:
     return ControlTable(
         cfg, LakeTables(cfg.lake.root).erasure_requests, ERASURE_REQUEST_COLUMNS, ("request_id",)
@@ -170,7 +189,9 @@ def erasure_log_table(cfg: Config) -> ControlTable:
 
 
 def tombstones_table(cfg: Config) -> ControlTable:
-    return ControlTable(cfg, tombstones_path(cfg), TOMBSTONE_COLUMNS, ("subject_hash",))
+    return ControlTable(
+        cfg, LakeTables(cfg.lake.root).erasure_tombstones, TOMBSTONE_COLUMNS, ("subject_hash",)
+    )
 
 
 def quality_results_table(cfg: Config) -> ControlTable:
@@ -182,3 +203,9 @@ def quality_results_table(cfg: Config) -> ControlTable:
 def quality_baselines_table(cfg: Config) -> ControlTable:
     path = LakeTables(cfg.lake.root).quality_baselines
     return ControlTable(cfg, path, QUALITY_BASELINE_COLUMNS, ("model_version", "modality"))
+
+
+def stream_metrics_table(cfg: Config) -> ControlTable:
+    """``ops/stream_metrics`` (vectorlake.ops.metrics): rows are only ever inserted, once per key."""
+    path = LakeTables(cfg.lake.root).stream_metrics
+    return ControlTable(cfg, path, STREAM_METRIC_COLUMNS, ("stream", "query_id", "batch_id"))

@@ -185,7 +185,7 @@ def _lake_rows(spark: Any, st: Stack, mine: bool) -> dict[str, list[str]]:
     """Every current row of every lake table, as sorted JSON: the subject's rows, or everyone else's."""
     out = {}
     for name in LAKE_TABLES:
-        frame = spark.read.format("delta").load(st.tables.path(*name.split("/")))
+        frame = spark.read.format("delta").load(st.tables.table(name))
         cond = _subject_filter(frame.columns, st)
         frame = frame.where(cond if mine else f"NOT coalesce({cond}, false)")
         out[name] = sorted(frame.toJSON().collect())
@@ -267,8 +267,7 @@ def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
     assert sum(1 for k, _ in versions_before if k in keys) == 2 * len(keys)
     assert st.seller in _landing_text(st)
     history_before = {
-        n: int(DeltaTable.forPath(spark, st.tables.path(*n.split("/"))).history(1).first()[0])
-        for n in LAKE_TABLES
+        n: int(DeltaTable.forPath(spark, st.tables.table(n)).history(1).first()[0]) for n in LAKE_TABLES
     }
 
     req = erasure.record_request(cfg, "seller", st.seller)
@@ -286,7 +285,7 @@ def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
     assert all(not rows for rows in _lake_rows(spark, st, mine=True).values())
     readable_old = 0
     for name in LAKE_TABLES:
-        path = st.tables.path(*name.split("/"))
+        path = st.tables.table(name)
         for version in range(history_before[name] + 1):
             try:
                 frame = spark.read.format("delta").option("versionAsOf", version).load(path)

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from vectorlake import control
 from vectorlake.config import load_config
 from vectorlake.errors import ConfigError
 from vectorlake.index.stream import IndexCounts
@@ -184,7 +185,7 @@ def test_metrics_config_defaults_to_localhost_and_rejects_a_bad_port() -> None:
 
 def test_metrics_table_inserts_a_key_once_and_keeps_the_first_row(tmp_path: Path) -> None:
     cfg = load_config(environ={"VECTORLAKE__LAKE__ROOT": str(tmp_path / "lake")})
-    table = metrics.MetricsTable(cfg)
+    table = control.stream_metrics_table(cfg)
     first = _rows()
     table.insert_new(first)
     replay = metrics.ingest_row("ingest_files", "q1", 1, T0, 9.0, 999, None)  # same key, other numbers

@@ -32,6 +32,15 @@ class LakeTables:
     def path(self, layer: str, name: str) -> str:
         return f"{self.root.rstrip('/')}/{layer}/{name}"
 
+    def table(self, name: str) -> str:
+        """The path of the table ``<layer>/<table>``."""
+        layer, table = name.split("/")
+        return self.path(layer, table)
+
+    def name(self, path: str) -> str:
+        """``<layer>/<table>`` of a table path under the root (the inverse of `path`)."""
+        return path[len(self.root.rstrip("/")) + 1 :]
+
     def bronze(self, kind: str) -> str:
         return self.path("bronze", kind)
 
@@ -86,6 +95,10 @@ class LakeTables:
     @property
     def erasure_log(self) -> str:
         return self.path("control", "erasure_log")
+
+    @property
+    def erasure_tombstones(self) -> str:
+        return self.path("control", "erasure_tombstones")
 
     @property
     def quality_results(self) -> str:

@@ -146,10 +146,9 @@ def lake_stores(tables: LakeTables) -> dict[str, dict[str, str]]:
     """``<layer>/<table>`` -> columns, for every lake table that holds listing or seller data."""
     out: dict[str, dict[str, str]] = {}
     for path, (columns, _) in lake_tables.schemas(tables).items():
-        name = path[len(tables.root.rstrip("/")) + 1 :]
-        if name.startswith("control/"):
-            continue
-        out[name] = dict(columns)
+        name = tables.name(path)
+        if not name.startswith("control/"):
+            out[name] = dict(columns)
     return out
 
 
@@ -185,7 +184,7 @@ def resolve(spark: SparkSession, tables: LakeTables, subject_type: SubjectType, 
             columns = lake_stores(tables)[name]
             condition = row_condition({k: v for k, v in columns.items() if k != "listing_id"}, seller)
             assert condition is not None
-            frame = spark.read.format("delta").load(tables.path(*name.split("/")))
+            frame = spark.read.format("delta").load(tables.table(name))
             listing_ids |= {r[0] for r in frame.where(condition).select("listing_id").distinct().collect()}
     ids = sorted(listing_ids)
     urls: set[str] = set()
@@ -250,7 +249,7 @@ def erase_scope(
     for name, columns in lake_stores(tables).items():
         condition = row_condition(columns, match)
         if condition is not None:
-            counts[name] = stores.delta_erase(spark, tables.path(*name.split("/")), condition)
+            counts[name] = stores.delta_erase(spark, tables.table(name), condition)
     counts["landing"] = stores.landing_erase(cfg.sources.landing_dir, match)
     counts["landing/images"] = stores.file_images_erase(scope.image_urls)
     counts["s3"] = stores.s3_erase(stores.s3_client(cfg), scope.image_urls)
@@ -393,7 +392,7 @@ def purge_history(spark: SparkSession, cfg: Config, tables: LakeTables) -> None:
     from vectorlake.ops.erasure_stores import delta_purge_history
 
     for name in lake_stores(tables):
-        delta_purge_history(spark, tables.path(*name.split("/")), cfg.erasure.vacuum_retention_hours)
+        delta_purge_history(spark, tables.table(name), cfg.erasure.vacuum_retention_hours)
 
 
 def _index_caught_up(spark: SparkSession, cfg: Config, tables: LakeTables) -> bool:
@@ -454,7 +453,7 @@ def verify(spark: SparkSession, cfg: Config, request_id: str) -> list[StoreCheck
         condition = row_condition(columns, match)
         if condition is None:
             continue
-        scan = stores.delta_scan(spark, tables.path(*name.split("/")), condition)
+        scan = stores.delta_scan(spark, tables.table(name), condition)
         detail = (
             f"current version {scan.current} rows, data files on storage {scan.data_files}, "
             f"change data {scan.change_data_rows}"
@@ -493,7 +492,7 @@ def tombstone_hashes(spark: SparkSession, tables: LakeTables) -> list[str]:
     from delta.tables import DeltaTable
 
     found: set[str] = set()
-    for path in (tables.erasure_requests, tables.path("control", "erasure_tombstones")):
+    for path in (tables.erasure_requests, tables.erasure_tombstones):
         if DeltaTable.isDeltaTable(spark, path):
             frame = (
                 spark.read.format("delta").load(path).select("subject_hash").where("subject_hash IS NOT NULL")

@@ -23,14 +23,13 @@ the totals and gauges for the last batch of each stream.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vectorlake.config import Config
-from vectorlake.control import ControlTable, arrow_schema, location
+from vectorlake.control import open_delta, stream_metrics_table
 from vectorlake.lake.tables import STREAM_METRIC_COLUMNS, LakeTables
 
 if TYPE_CHECKING:
@@ -41,9 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEY = ("stream", "query_id", "batch_id")
 INDEX_STREAM = "index"
-_COMMIT_RETRIES = 8
 # the columns summed into a counter per stream: column -> (metric name, help)
 COUNTERS: dict[str, tuple[str, str]] = {
     "rows": ("vectorlake_stream_rows", "records read (ingest) or listings touched (index)"),
@@ -155,34 +152,6 @@ def _row(
     return row
 
 
-class MetricsTable(ControlTable):
-    """``ops/stream_metrics``: rows are only ever inserted, once per key."""
-
-    def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg, LakeTables(cfg.lake.root).stream_metrics, STREAM_METRIC_COLUMNS, KEY)
-
-    def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert the rows whose key is not in the table yet (a replayed batch's row is left as it was)."""
-        import pyarrow as pa
-        from deltalake.exceptions import CommitFailedError
-
-        if not rows:
-            return
-        source = pa.Table.from_pylist(
-            [{c: r.get(c) for c in self.columns} for r in rows], schema=arrow_schema(self.columns)
-        )
-        on = " AND ".join(f't."{k}" = s."{k}"' for k in self.key)
-        for attempt in range(_COMMIT_RETRIES):
-            merger = self._table().merge(source, on, source_alias="s", target_alias="t")
-            try:
-                merger.when_not_matched_insert_all().execute()
-                return
-            except CommitFailedError:  # the other query committed first: merge again on top
-                if attempt == _COMMIT_RETRIES - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-
-
 @dataclass
 class Recorder:
     """Writes metrics rows for one streaming query; a failure is logged, never fails the stream."""
@@ -192,20 +161,15 @@ class Recorder:
 
     def record(self, rows: Sequence[Mapping[str, Any]]) -> None:
         try:
-            MetricsTable(self.cfg).insert_new(rows)
+            stream_metrics_table(self.cfg).insert_new(rows)
         except Exception:  # observability must not stop ingestion or indexing
             log.warning("could not record %d %s metrics row(s)", len(rows), self.stream, exc_info=True)
 
 
 def read_rows(cfg: Config, path: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Every row of a lake table read with delta-rs, or [] when the table does not exist yet."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    uri, options = location(cfg, path)
-    try:
-        table = DeltaTable(uri, storage_options=options)
-    except TableNotFoundError:
+    table = open_delta(cfg, path)
+    if table is None:
         return []
     rows: list[dict[str, Any]] = table.to_pyarrow_table(
         columns=list(columns) if columns else None
@@ -215,14 +179,8 @@ def read_rows(cfg: Config, path: str, columns: Sequence[str] | None = None) -> l
 
 def row_count(cfg: Config, path: str) -> int | None:
     """Rows of a lake table from its Delta log statistics (no data read), None when it does not exist."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    uri, options = location(cfg, path)
-    try:
-        return int(DeltaTable(uri, storage_options=options).count())
-    except TableNotFoundError:
-        return None
+    table = open_delta(cfg, path)
+    return None if table is None else int(table.count())
 
 
 def dead_letter_counts(cfg: Config) -> dict[str, int]:
@@ -231,12 +189,8 @@ def dead_letter_counts(cfg: Config) -> dict[str, int]:
     out = {}
     for path in (tables.quarantine, tables.embed_dead_letters, tables.index_dead_letters):
         n = row_count(cfg, path)
-        out[_short(tables, path)] = n or 0
+        out[tables.name(path)] = n or 0
     return out
-
-
-def _short(tables: LakeTables, path: str) -> str:
-    return path[len(tables.root.rstrip("/")) + 1 :]
 
 
 @dataclass(frozen=True)

@@ -486,15 +486,11 @@ def drift_skips(suite: Mapping[str, Any], frame: pd.DataFrame) -> dict[int, str]
 def sample(cfg: Config, path: str, n: int, columns: Sequence[str] | None = None, filter: Any = None) -> Any:
     """Up to ``n`` rows of a Delta table as Arrow, whole data files newest first (None: no table)."""
     import pyarrow as pa
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
 
     from vectorlake import control
 
-    uri, options = control.location(cfg, path)
-    try:
-        table = DeltaTable(uri, storage_options=options)
-    except TableNotFoundError:
+    table = control.open_delta(cfg, path)
+    if table is None:
         return None
     dataset = table.to_pyarrow_dataset()
     names = list(columns) if columns is not None else dataset.schema.names
@@ -625,7 +621,7 @@ def check_embeddings(
 
     suite = load_suite("embeddings")
     table_name = suite["meta"]["table"]
-    path = LakeTables(cfg.lake.root).path(*table_name.split("/"))
+    path = LakeTables(cfg.lake.root).table(table_name)
     columns = ["listing_id", "modality", "model_version", "dim", "vector"]
     n = cfg.quality.sample_rows
     if dims is None:
@@ -680,7 +676,7 @@ def run(
                 write_baselines(cfg, current)
                 written += [f"{b.model_version} ({b.modality}, {b.rows} vectors)" for b in current]
             continue
-        path = tables.path(*table_name.split("/"))
+        path = tables.table(table_name)
         columns = list(LISTING_FRAME_COLUMNS) if kind == "listings" else None
         data = sample(cfg, path, cfg.quality.sample_rows, columns)
         if data is None:

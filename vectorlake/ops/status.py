@@ -158,17 +158,13 @@ def window_lag(cfg: Config, since: datetime) -> Lag:
     """Lag of the applied writes in gold/index_log at or after `since` (delta-rs, pruned by file stats)."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
 
-    from vectorlake.control import location
+    from vectorlake.control import open_delta
 
-    uri, options = location(cfg, LakeTables(cfg.lake.root).index_log)
-    try:
-        dataset = DeltaTable(uri, storage_options=options).to_pyarrow_dataset()
-    except TableNotFoundError:
+    index_log = open_delta(cfg, LakeTables(cfg.lake.root).index_log)
+    if index_log is None:
         return Lag(0, None, None, None)
-    table = dataset.to_table(
+    table = index_log.to_pyarrow_dataset().to_table(
         columns=["event_ts", "indexed_at"],
         filter=(ds.field("outcome") == "applied") & (ds.field("indexed_at") >= since),
     )
