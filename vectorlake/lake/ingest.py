@@ -61,6 +61,11 @@ class BatchCounts:
     seconds: float
     erased: int = 0  # events of erased subjects (tombstones), dropped before quarantine and bronze
 
+    def duplicates(self, rows_in: int) -> int:
+        """Of the ``rows_in`` records the source gave this batch, those dropped as duplicates: every
+        record is accepted, quarantined, erased or a duplicate."""
+        return rows_in - self.accepted - self.quarantined - self.erased
+
 
 def txn_append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
     """Append `df` to the Delta table at `path` once per (app_id, batch_id): a replayed batch is skipped."""

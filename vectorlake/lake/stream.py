@@ -104,11 +104,10 @@ def start(
 def progress_line(batch_id: int, rows_in: int, counts: ingest.BatchCounts | None, seconds: float) -> str:
     if counts is None:
         return f"batch {batch_id}: {rows_in} in, {seconds:.1f} s"
-    duplicates = rows_in - counts.accepted - counts.quarantined - counts.erased
     return (
-        f"batch {batch_id}: {rows_in} in, {counts.accepted} accepted, {duplicates} duplicates, "
-        f"{counts.quarantined} quarantined, {counts.erased} erased, {counts.changed_listings} listings "
-        f"changed, {seconds:.1f} s"
+        f"batch {batch_id}: {rows_in} in, {counts.accepted} accepted, "
+        f"{counts.duplicates(rows_in)} duplicates, {counts.quarantined} quarantined, {counts.erased} erased, "
+        f"{counts.changed_listings} listings changed, {seconds:.1f} s"
     )
 
 

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from vectorlake.config import Config
 from vectorlake.control import open_delta, stream_metrics_table
+from vectorlake.lake.ingest import BatchCounts
 from vectorlake.lake.tables import STREAM_METRIC_COLUMNS, LakeTables
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from vectorlake.index.stream import IndexCounts
-    from vectorlake.lake.ingest import BatchCounts
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,8 @@ def ingest_row(
     counts: BatchCounts | None,
 ) -> dict[str, Any]:
     """The metrics row of an ingest micro-batch, from its progress and what the batch writer counted."""
-    accepted = counts.accepted if counts else 0
-    quarantined = counts.quarantined if counts else 0
-    erased = counts.erased if counts else 0
+    if counts is None:  # the batch writer kept no counts for it: zeros, so every record read is a duplicate
+        counts = BatchCounts(batch_id, 0, 0, 0, duration_s)
     return _row(
         stream,
         query_id,
@@ -100,10 +99,10 @@ def ingest_row(
         started_at,
         duration_s,
         rows=rows_in,
-        accepted=accepted,
-        duplicates=max(0, rows_in - accepted - quarantined - erased),
-        quarantined=quarantined,
-        erased=erased,
+        accepted=counts.accepted,
+        duplicates=max(0, counts.duplicates(rows_in)),
+        quarantined=counts.quarantined,
+        erased=counts.erased,
     )
 
 
@@ -258,6 +257,15 @@ def last_batches(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, An
     return out
 
 
+def last_lag(rows: Iterable[Mapping[str, Any]]) -> tuple[int, Lag] | None:
+    """(batch id, lag) of the index stream's last batch with applied writes; None when there is none."""
+    with_lag = last_batches(r for r in rows if r["stream"] == INDEX_STREAM and r["lag_max_s"] is not None)
+    r = with_lag.get(INDEX_STREAM)
+    if r is None:
+        return None
+    return int(r["batch_id"]), Lag(int(r["index_writes"]), r["lag_p50_s"], r["lag_p95_s"], r["lag_max_s"])
+
+
 def _recency(row: Mapping[str, Any]) -> tuple[float, int]:
     finished = row["finished_at"]
     return (finished.timestamp() if finished is not None else 0.0, int(row["batch_id"]))
@@ -313,11 +321,11 @@ def families(
         "event time -> indexed_at over the applied writes of the index stream's last batch with any",
         labels=["quantile"],
     )
-    with_lag = last_batches(r for r in rows if r["stream"] == INDEX_STREAM and r["lag_max_s"] is not None)
-    if INDEX_STREAM in with_lag:
-        r = with_lag[INDEX_STREAM]
-        for quantile, column in (("0.5", "lag_p50_s"), ("0.95", "lag_p95_s"), ("1", "lag_max_s")):
-            lag.add_metric([quantile], float(r[column]))
+    latest = last_lag(rows)
+    if latest is not None:
+        _, batch_lag = latest
+        for quantile, value in (("0.5", batch_lag.p50_s), ("0.95", batch_lag.p95_s), ("1", batch_lag.max_s)):
+            lag.add_metric([quantile], float(value))  # type: ignore[arg-type]
     out.append(lag)
 
     if dead_letters is not None:

@@ -128,16 +128,6 @@ def gather(cfg: Config, now: datetime | None = None) -> Status:
                 offsets,
             )
         )
-    with_lag = metrics.last_batches(
-        r for r in rows if r["stream"] == metrics.INDEX_STREAM and r["lag_max_s"] is not None
-    )
-    last_lag = None
-    if metrics.INDEX_STREAM in with_lag:
-        r = with_lag[metrics.INDEX_STREAM]
-        last_lag = (
-            int(r["batch_id"]),
-            Lag(int(r["index_writes"]), r["lag_p50_s"], r["lag_p95_s"], r["lag_max_s"]),
-        )
     window = cfg.metrics.status_window_minutes
     gens, note = metrics.generation_docs(cfg)
     if note:
@@ -145,7 +135,7 @@ def gather(cfg: Config, now: datetime | None = None) -> Status:
     return Status(
         now=now,
         streams=streams,
-        last_lag=last_lag,
+        last_lag=metrics.last_lag(rows),
         window_lag=window_lag(cfg, now - timedelta(minutes=window)),
         window_minutes=window,
         dead_letters=metrics.dead_letter_counts(cfg),
