@@ -79,13 +79,6 @@ def test_recall_and_the_golden_sample() -> None:
     assert gate.golden_sample(list(reversed(pairs)), 5) == sample  # by hash, not by input order
 
 
-def test_vector_quality_names_each_problem() -> None:
-    good = [0.6, 0.8]
-    assert gate.vector_quality([good, [1.0, 0.0]], 2, 1e-3) == []
-    problems = gate.vector_quality([good, [0.6, 0.8, 0.0], [float("nan"), 1.0], [3.0, 4.0], None], 2, 1e-3)
-    assert problems == ["1 with NaN", "2 with dimension != 2", "1 with norm off 1"]
-
-
 def test_a_check_fails_beyond_its_threshold_and_the_report_says_which() -> None:
     checks = (
         gate.at_most("count_parity", 0.01, 0.001, "990 documents, 1000 served"),

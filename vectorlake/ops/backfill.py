@@ -192,9 +192,8 @@ def dead_letters(
         frames[table] = frame
     reasons: dict[str, dict[str, int]] = {}
     for table, frame in frames.items():
-        column = "reason"
-        for row in frame.groupBy(column).count().collect():
-            reasons.setdefault(table, {})[str(row[column])] = int(row["count"])
+        for row in frame.groupBy("reason").count().collect():
+            reasons.setdefault(table, {})[str(row["reason"])] = int(row["count"])
     keys = (
         frames["embed_dead_letters"]
         .select("listing_id")

@@ -180,8 +180,9 @@ def resolve(spark: SparkSession, tables: LakeTables, subject_type: SubjectType, 
     seller = Match(frozenset({subject_hash(subject_type, subject_id)}), frozenset())
     listing_ids: set[str] = {subject_id} if subject_type == "listing" else set()
     if subject_type == "seller":
+        stores = lake_stores(tables)
         for name in ("silver/listings", "silver/listing_versions", "bronze/listing_changes"):
-            columns = lake_stores(tables)[name]
+            columns = stores[name]
             condition = row_condition({k: v for k, v in columns.items() if k != "listing_id"}, seller)
             assert condition is not None
             frame = spark.read.format("delta").load(tables.table(name))

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -391,6 +391,15 @@ def _warehouse_condition(columns: Sequence[str], match: Match, sha: str) -> str:
     return " OR ".join(f"coalesce({p}, false)" for p in parts) or "false"
 
 
+def _duckdb_subject_rows(con: Any, match: Match) -> Iterator[tuple[str, str, int]]:
+    """(table, condition, rows of the subject) for every DuckDB base table with an id column."""
+    for table, columns in _warehouse_tables(con).items():
+        condition = _warehouse_condition(columns, match, "sha256({})")
+        query = f"SELECT count(*) FROM {table} WHERE {condition}"  # noqa: S608
+        (n,) = con.execute(query).fetchone() or (0,)
+        yield table, condition, int(n)
+
+
 def duckdb_erase(path: str, match: Match) -> dict[str, int]:
     """Delete the subject's rows from every DuckDB base table with a listing_id or seller_id column."""
     import duckdb
@@ -399,29 +408,21 @@ def duckdb_erase(path: str, match: Match) -> dict[str, int]:
         return {}
     counts: dict[str, int] = {}
     with duckdb.connect(path) as con:
-        for table, columns in _warehouse_tables(con).items():
-            condition = _warehouse_condition(columns, match, "sha256({})")
-            query = f"SELECT count(*) FROM {table} WHERE {condition}"  # noqa: S608
-            (n,) = con.execute(query).fetchone() or (0,)
+        for table, condition, n in _duckdb_subject_rows(con, match):
             if n:
                 con.execute(f"DELETE FROM {table} WHERE {condition}")  # noqa: S608
-            counts[table.replace('"', "")] = int(n)
+            counts[table.replace('"', "")] = n
     return counts
 
 
 def duckdb_scan(path: str, match: Match) -> dict[str, int]:
+    """The subject's rows in every DuckDB base table with a listing_id or seller_id column."""
     import duckdb
 
     if not Path(path).exists():
         return {}
     with duckdb.connect(path, read_only=True) as con:
-        out: dict[str, int] = {}
-        for table, columns in _warehouse_tables(con).items():
-            condition = _warehouse_condition(columns, match, "sha256({})")
-            query = f"SELECT count(*) FROM {table} WHERE {condition}"  # noqa: S608
-            (n,) = con.execute(query).fetchone() or (0,)
-            out[table.replace('"', "")] = int(n)
-        return out
+        return {table.replace('"', ""): n for table, _, n in _duckdb_subject_rows(con, match)}
 
 
 # Production: the warehouse tables holding listing_id/seller_id (dbt/README.md). Marts and the copies of

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,22 +97,6 @@ def golden_sample(ids_titles: Sequence[tuple[str, str]], n: int) -> list[tuple[s
     """`n` (listing_id, title) pairs chosen by a hash of the id: the same sample on every run."""
     keyed = sorted(ids_titles, key=lambda p: hashlib.sha256(p[0].encode()).hexdigest())
     return [p for p in keyed if p[1] and p[1].strip()][:n]
-
-
-def vector_quality(vectors: Sequence[Sequence[float] | None], dim: int, max_norm_error: float) -> list[str]:
-    """What is wrong with a sample of vectors: wrong dimension, NaN, norm off 1. Empty list: all good."""
-    problems: dict[str, int] = {}
-    for v in vectors:
-        if v is None or len(v) != dim:
-            problems[f"dimension != {dim}"] = problems.get(f"dimension != {dim}", 0) + 1
-            continue
-        if any(math.isnan(x) for x in v):
-            problems["NaN"] = problems.get("NaN", 0) + 1
-            continue
-        norm = math.sqrt(sum(x * x for x in v))
-        if abs(norm - 1.0) > max_norm_error:
-            problems["norm off 1"] = problems.get("norm off 1", 0) + 1
-    return [f"{n} with {what}" for what, n in sorted(problems.items())]
 
 
 def _served(cfg: Config) -> Any:
