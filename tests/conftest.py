@@ -26,6 +26,19 @@ def cfg() -> Config:
 
 
 @pytest.fixture(scope="session")
+def local_stack(cfg: Config) -> None:
+    """The real servers of `vectorlake stack up`; if one is down the tests that need them fail, loudly."""
+    from vectorlake import stack
+
+    st = stack.status(cfg)
+    down = [f"{s.name} ({s.detail})" for s in st.servers if not s.healthy]
+    if not st.mlflow[1]:
+        down.append(f"mlflow ({st.mlflow[2]})")
+    if down:
+        pytest.fail(f"local stack not healthy: {'; '.join(down)} - run `vectorlake stack up`", pytrace=False)
+
+
+@pytest.fixture(scope="session")
 def spark(cfg: Config) -> Iterator[object]:
     """One SparkSession for the whole run, built the way every job builds it."""
     from vectorlake.spark import build_session

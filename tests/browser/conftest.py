@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 import urllib.request
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_index_e2e import drop_alias
+from tests.ports import free_port
 from vectorlake import pipeline, stack
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
@@ -55,13 +55,6 @@ class BrowserAirflow:
     cfg: Config  # the settings Airflow (and so every task it runs) was started with
     login: airflow.AdminLogin
     api: AirflowApi
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _token(login: airflow.AdminLogin) -> str:
@@ -99,9 +92,9 @@ def browser_airflow(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "VECTORLAKE__AIRFLOW__HOME": str(tmp / "airflow"),
         # a port of its own, and log-server ports of their own, so an Airflow someone else runs on the
         # defaults (8080, 8793, 8794) neither blocks this one nor is reused with another lake
-        "VECTORLAKE__AIRFLOW__PORT": str(_free_port()),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "VECTORLAKE__AIRFLOW__PORT": str(free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "VECTORLAKE__STACK__STARTUP_TIMEOUT_S": "420",  # 33 s when quiet, 90 s and more under load
     }
     for key, value in overrides.items():

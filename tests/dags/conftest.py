@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from tests.dags.airflow_env import BUNDLE, DAGS_FOLDER, airflow_environment
-from vectorlake.config import Config
 from vectorlake.stack import airflow as airflow_stack
 
 
@@ -70,16 +69,3 @@ def dagbag(airflow_home: Path) -> Any:
         mock.patch("opensearchpy.OpenSearch.__init__", no_work),
     ):
         return BundleDagBag(dag_folder=DAGS_FOLDER, bundle_path=DAGS_FOLDER, bundle_name=BUNDLE)
-
-
-@pytest.fixture(scope="session")
-def local_stack(cfg: Config) -> None:
-    """The dag.test() runs talk to the real servers; if one is down they fail, loudly."""
-    from vectorlake import stack
-
-    st = stack.status(cfg)
-    down = [f"{s.name} ({s.detail})" for s in st.servers if not s.healthy]
-    if not st.mlflow[1]:
-        down.append(f"mlflow ({st.mlflow[2]})")
-    if down:
-        pytest.fail(f"local stack not healthy: {'; '.join(down)} - run `vectorlake stack up`", pytrace=False)

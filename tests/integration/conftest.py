@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vectorlake.config import Config
-
 
 @pytest.fixture(scope="session", autouse=True)
-def local_stack(cfg: Config) -> None:
-    from vectorlake import stack
-
-    st = stack.status(cfg)
-    down = [f"{s.name} ({s.detail})" for s in st.servers if not s.healthy]
-    if not st.mlflow[1]:
-        down.append(f"mlflow ({st.mlflow[2]})")
-    if down:
-        pytest.fail(f"local stack not healthy: {'; '.join(down)} - run `vectorlake stack up`", pytrace=False)
+def _stack_is_up(local_stack: None) -> None:
+    """Every integration test needs the stack (`local_stack` in tests/conftest.py)."""

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.ports import free_port
 from vectorlake.config import Config
 from vectorlake.errors import ConfigError, IndexStateError, IndexUnavailable
 from vectorlake.index import generations, search, sink
@@ -249,14 +249,8 @@ def test_many_actions_in_small_chunks_and_parallel_requests(
 # --- the sink: what is retried ----------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_connection_refused_is_retried_max_retries_times_then_index_unavailable(cfg: Config) -> None:
-    down = client_for(cfg.opensearch, (f"http://127.0.0.1:{closed_port()}",))
+    down = client_for(cfg.opensearch, (f"http://127.0.0.1:{free_port()}",))
     sleeps: list[float] = []
     try:
         with pytest.raises(IndexUnavailable) as info:

@@ -10,7 +10,6 @@ generation with OpenSearch's document count.
 from __future__ import annotations
 
 import os
-import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_index_e2e import drop_alias
+from tests.ports import free_port
 from vectorlake import cli, pipeline
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
@@ -145,14 +145,8 @@ def test_a_replayed_batch_leaves_the_metrics_as_they_were(spark: Any, run: Run) 
     assert after == before
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_endpoint_serves_the_table_in_prometheus_text(run: Run) -> None:
-    port = _free_port()
+    port = free_port()
     server, _ = metrics.serve(run.cfg, "127.0.0.1", port)
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
@@ -191,13 +185,7 @@ def test_the_endpoint_serves_the_table_in_prometheus_text(run: Run) -> None:
         _rows(run.tables.quarantine, ["reason"])
     )
     assert samples[("vectorlake_opensearch_up", ())] == 1
-    client = make_client(run.cfg)
-    try:
-        live = next(iter(client.indices.get_alias(name=run.cfg.index.alias)))
-        client.indices.refresh(index=live)
-        count = client.count(index=live)["count"]
-    finally:
-        client.close()
+    live, count = _live_documents(run.cfg)
     assert count > 0
     assert (
         samples[
@@ -205,6 +193,17 @@ def test_the_endpoint_serves_the_table_in_prometheus_text(run: Run) -> None:
         ]
         == count
     )
+
+
+def _live_documents(cfg: Config) -> tuple[str, int]:
+    """The physical index behind the alias and its document count, straight from OpenSearch."""
+    client = make_client(cfg)
+    try:
+        live = next(iter(client.indices.get_alias(name=cfg.index.alias)))
+        client.indices.refresh(index=live)
+        return live, int(client.count(index=live)["count"])
+    finally:
+        client.close()
 
 
 def _status(
@@ -219,13 +218,7 @@ def _status(
 def test_status_names_each_generation_with_its_document_count(
     run: Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client = make_client(run.cfg)
-    try:
-        live = next(iter(client.indices.get_alias(name=run.cfg.index.alias)))
-        client.indices.refresh(index=live)
-        count = client.count(index=live)["count"]
-    finally:
-        client.close()
+    live, count = _live_documents(run.cfg)
     code, out = _status(monkeypatch, capsys, run.env)
     assert code == 0, out
     lines = out.splitlines()
@@ -242,9 +235,7 @@ def test_status_names_each_generation_with_its_document_count(
 def test_status_with_opensearch_unreachable_still_prints_the_lake_part(
     run: Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     code, out = _status(monkeypatch, capsys, run.env | {"VECTORLAKE__OPENSEARCH__HOSTS": dead})
     assert code == 0
     lines = out.splitlines()

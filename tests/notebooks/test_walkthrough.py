@@ -96,19 +96,8 @@ def _drop_indices(cfg: Config) -> None:
         client.close()
 
 
-def _check_stack(cfg: Config) -> None:
-    from vectorlake import stack
-
-    st = stack.status(cfg)
-    down = [f"{s.name} ({s.detail})" for s in st.servers if not s.healthy]
-    if not st.mlflow[1]:
-        down.append(f"mlflow ({st.mlflow[2]})")
-    if down:
-        pytest.fail(f"local stack not healthy: {'; '.join(down)} - run `vectorlake stack up`", pytrace=False)
-
-
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executed]:
+def executed(local_stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executed]:
     import nbformat
     from nbclient import NotebookClient
 
@@ -121,7 +110,6 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executed]:
         "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     cfg = load_config(environ=dict(os.environ) | env)
-    _check_stack(cfg)
     nb = _read_notebook()
     params = _tagged(nb, "parameters")
     injected = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from vectorlake.errors import StackError
 from vectorlake.stack import process
 from vectorlake.stack.process import ServerSpec
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _http_spec(tmp_path: Path, port: int, command: list[str] | None = None) -> ServerSpec:
@@ -42,7 +37,7 @@ def _http_spec(tmp_path: Path, port: int, command: list[str] | None = None) -> S
 
 @pytest.fixture
 def toy(tmp_path: Path) -> Iterator[ServerSpec]:
-    spec = _http_spec(tmp_path, _free_port())
+    spec = _http_spec(tmp_path, free_port())
     yield spec
     process.stop(spec)
 
@@ -81,7 +76,7 @@ def test_a_server_that_dies_at_start_reports_its_error_and_log(tmp_path: Path) -
         "-c",
         "import sys; print('starting'); print('ERROR: bad setting x.y'); sys.exit(3)",
     ]
-    spec = _http_spec(tmp_path, _free_port(), command=crash)
+    spec = _http_spec(tmp_path, free_port(), command=crash)
     proc = process.launch(spec)
     with pytest.raises(StackError) as e:
         process.wait_healthy(spec, proc, timeout_s=30)
@@ -91,7 +86,7 @@ def test_a_server_that_dies_at_start_reports_its_error_and_log(tmp_path: Path) -
 
 
 def test_missing_install_points_at_make_setup(tmp_path: Path) -> None:
-    spec = _http_spec(tmp_path, _free_port())
+    spec = _http_spec(tmp_path, free_port())
     spec = ServerSpec(**{**spec.__dict__, "installed": lambda: False})
     with pytest.raises(StackError, match=r"not installed under .*; run `make setup` first"):
         process.launch(spec)
