@@ -5,9 +5,9 @@ start. The tables are plain Delta tables that Spark, dbt (DuckDB's delta plugin)
 Writes are MERGEs keyed by the table's key, retried when another writer committed first, so recording the
 same fact twice leaves one row.
 
-Paths: a local folder, or ``s3a://``/``s3://`` (delta-rs speaks ``s3://``; the endpoint and region come from
-the ``s3`` config; production sets a locking provider or conditional puts for concurrent S3 writers, see
-the runbook).
+Paths: a local folder, or ``s3a://``/``s3://`` (delta-rs speaks ``s3://``; endpoint, region and, on the
+local stack, credentials come from `vectorlake.s3.storage_options`; production sets a locking provider or
+conditional puts for concurrent S3 writers, see the runbook).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from vectorlake import s3
 from vectorlake.config import Config
 from vectorlake.lake.tables import (
     ERASURE_LOG_COLUMNS,
@@ -31,6 +32,7 @@ from vectorlake.lake.tables import (
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.dataset as ds
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +64,7 @@ def arrow_schema(columns: Mapping[str, str]) -> pa.Schema:
 def location(cfg: Config, path: str) -> tuple[str, dict[str, str]]:
     """The URI delta-rs opens for a lake path, and its storage options."""
     if path.startswith(("s3a://", "s3://")):
-        options = {"AWS_REGION": cfg.s3.region}
-        if cfg.s3_endpoint_url:
-            options["AWS_ENDPOINT_URL"] = cfg.s3_endpoint_url
-            options["AWS_ALLOW_HTTP"] = str(cfg.s3_endpoint_url.startswith("http://")).lower()
-        return "s3://" + path.split("://", 1)[1], options
+        return "s3://" + path.split("://", 1)[1], s3.storage_options(cfg)
     return path, {}
 
 
@@ -80,6 +78,19 @@ def open_delta(cfg: Config, path: str) -> Any:
         return DeltaTable(uri, storage_options=options)
     except TableNotFoundError:
         return None
+
+
+def open_dataset(cfg: Config, path: str) -> tuple[Any, ds.Dataset] | None:
+    """The Delta table at a lake path and its current snapshot as a pyarrow dataset; None when none yet.
+
+    Read through Arrow's native file systems (`vectorlake.lake.arrow`), never delta-rs' Python one.
+    """
+    from vectorlake.lake.arrow import dataset
+
+    table = open_delta(cfg, path)
+    if table is None:
+        return None
+    return table, dataset(table, location(cfg, path)[1])
 
 
 def _by_columns(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
@@ -116,7 +127,9 @@ class ControlTable:
 
     def rows(self) -> list[dict[str, Any]]:
         """Every row, as dicts (control tables are small)."""
-        rows: list[dict[str, Any]] = self._table().to_pyarrow_table().to_pylist()
+        from vectorlake.lake.arrow import dataset
+
+        rows: list[dict[str, Any]] = dataset(self._table(), self.options).to_table().to_pylist()
         return rows
 
     def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:

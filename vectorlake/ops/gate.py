@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vectorlake.config import Config
+from vectorlake.errors import IndexStateError
 from vectorlake.lake.tables import LakeTables
 
 if TYPE_CHECKING:
@@ -102,13 +103,13 @@ def golden_sample(ids_titles: Sequence[tuple[str, str]], n: int) -> list[tuple[s
 def _served(cfg: Config) -> Any:
     """The served silver listings (listing_id, title, primary_image_url) as an Arrow table, via delta-rs."""
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
 
     from vectorlake import control
 
-    uri, options = control.location(cfg, LakeTables(cfg.lake.root).listings)
-    data = DeltaTable(uri, storage_options=options).to_pyarrow_dataset()
-    return data.to_table(
+    opened = control.open_dataset(cfg, LakeTables(cfg.lake.root).listings)
+    if opened is None:
+        raise IndexStateError("silver/listings does not exist yet: run `vectorlake stream` first")
+    return opened[1].to_table(
         columns=["listing_id", "title", "primary_image_url"],
         filter=pc.field("served"),  # (`== True` matches no row of a Spark-written boolean column here)
     )

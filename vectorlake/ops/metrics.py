@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vectorlake.config import Config
-from vectorlake.control import open_delta, stream_metrics_table
+from vectorlake.control import open_dataset, open_delta, stream_metrics_table
 from vectorlake.lake.ingest import BatchCounts
 from vectorlake.lake.tables import STREAM_METRIC_COLUMNS, LakeTables
 
@@ -167,12 +167,10 @@ class Recorder:
 
 def read_rows(cfg: Config, path: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Every row of a lake table read with delta-rs, or [] when the table does not exist yet."""
-    table = open_delta(cfg, path)
-    if table is None:
+    opened = open_dataset(cfg, path)
+    if opened is None:
         return []
-    rows: list[dict[str, Any]] = table.to_pyarrow_table(
-        columns=list(columns) if columns else None
-    ).to_pylist()
+    rows: list[dict[str, Any]] = opened[1].to_table(columns=list(columns) if columns else None).to_pylist()
     return rows
 
 

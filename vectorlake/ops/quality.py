@@ -489,10 +489,10 @@ def sample(cfg: Config, path: str, n: int, columns: Sequence[str] | None = None,
 
     from vectorlake import control
 
-    table = control.open_delta(cfg, path)
-    if table is None:
+    opened = control.open_dataset(cfg, path)
+    if opened is None:
         return None
-    dataset = table.to_pyarrow_dataset()
+    table, dataset = opened
     names = list(columns) if columns is not None else dataset.schema.names
     actions = pa.table(table.get_add_actions(flatten=True))  # delta-rs returns an arro3 table
     newest = {

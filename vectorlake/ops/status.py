@@ -149,12 +149,12 @@ def window_lag(cfg: Config, since: datetime) -> Lag:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from vectorlake.control import open_delta
+    from vectorlake.control import open_dataset
 
-    index_log = open_delta(cfg, LakeTables(cfg.lake.root).index_log)
-    if index_log is None:
+    opened = open_dataset(cfg, LakeTables(cfg.lake.root).index_log)
+    if opened is None:
         return Lag(0, None, None, None)
-    table = index_log.to_pyarrow_dataset().to_table(
+    table = opened[1].to_table(
         columns=["event_ts", "indexed_at"],
         filter=(ds.field("outcome") == "applied") & (ds.field("indexed_at") >= since),
     )
