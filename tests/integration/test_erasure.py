@@ -10,7 +10,11 @@ hash matching under test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 
 from vectorlake import pipeline, warehouse
-from vectorlake.config import Config, load_config
+from vectorlake.config import PROJECT_ROOT, Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate, write_landing
 from vectorlake.lake import checkpoint
@@ -55,6 +59,7 @@ class Stack:
     seller: str  # the seller to erase
     listings: frozenset[str]  # every listing that ever named it
     late_lines: dict[str, list[str]]  # kind -> its original landing lines, event ids made new
+    overrides: dict[str, str]  # the VECTORLAKE__* variables that point a command at this test's stores
 
 
 def _s3(cfg: Config) -> Any:
@@ -105,13 +110,16 @@ def stack(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
     write_landing(generate(SPEC, image_root=str(landing / "images")), landing, files_per_kind=1)
     bucket = f"t-erasure-{uuid.uuid4().hex[:8]}"
     patch = pytest.MonkeyPatch()
-    for key, value in {
+    overrides = {
         "VECTORLAKE__LAKE__ROOT": str(tmp / "lake"),
         "VECTORLAKE__INDEX__ALIAS": f"t-erasure-{uuid.uuid4().hex[:8]}",
         "VECTORLAKE__SOURCES__LANDING_DIR": str(landing),
         "VECTORLAKE__WAREHOUSE__DUCKDB_PATH": str(tmp / "warehouse" / "vectorlake.duckdb"),
         "VECTORLAKE__S3__BUCKET": bucket,
         "VECTORLAKE__REINDEX__CHUNKS": "2",
+    }
+    for key, value in {
+        **overrides,
         "AWS_ACCESS_KEY_ID": "testing",  # moto accepts any credentials
         "AWS_SECRET_ACCESS_KEY": "testing",
     }.items():
@@ -145,7 +153,7 @@ def stack(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
         ever = listings.where(F.array_contains("registers.sellers", seller) | (F.col("seller_id") == seller))
         mine = frozenset(r[0] for r in ever.select("listing_id").collect())
         assert mine and len(mine) < listings.count(), "the seller must own some listings, not all"
-        yield Stack(cfg, tables, landing, bucket, seller, mine, _lines_of(landing, seller, mine))
+        yield Stack(cfg, tables, landing, bucket, seller, mine, _lines_of(landing, seller, mine), overrides)
     finally:
         client = _os(cfg)
         try:
@@ -390,3 +398,62 @@ def test_the_checkpoint_reads_the_same_through_hadoop_as_from_the_local_disk(
     assert checkpoint.reservoir_version(hadoop.offsets(committed[-1])) == latest  # the stream ran to the end
     missing = checkpoint.HadoopCheckpoint(spark, (stack.landing.parent / "no-checkpoint").as_uri())
     assert missing.committed() == []
+
+
+def _vectorlake(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The installed `vectorlake` command, as an operator runs it."""
+    command = [str(Path(sys.executable).parent / "vectorlake"), *args]
+    return subprocess.run(
+        command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_erase_purge_and_verify_from_a_shell_without_aws_variables(spark: Any, stack: Stack) -> None:
+    """Issue 16: `erase` then `purge` in a fresh shell (no AWS_* at all, no AWS config files) erased the
+    stores and died in the verification's S3 scan with NoCredentialsError. Every S3 client must reach the
+    local moto with the stack's own credentials. Runs last: it erases a second seller of the same lake."""
+    from pyspark.sql import functions as F
+
+    from vectorlake.control import requests_table
+
+    st, cfg = stack, stack.cfg
+    listings = spark.read.format("delta").load(st.tables.listings)
+    others = listings.where(F.col("seller_id") != st.seller).groupBy("seller_id").count()
+    subject: Stack | None = None
+    for row in others.orderBy(F.desc("count"), "seller_id").collect():
+        seller = str(row["seller_id"])
+        ever = listings.where(F.array_contains("registers.sellers", seller) | (F.col("seller_id") == seller))
+        mine = frozenset(r[0] for r in ever.select("listing_id").collect())
+        candidate = dataclasses.replace(st, seller=seller, listings=mine)
+        if _subject_keys(candidate, spark):
+            subject = candidate
+            break
+    assert subject is not None, "another seller with images in the bucket is needed"
+    keys = _subject_keys(subject, spark)
+    s3 = _s3(cfg)
+    assert sum(1 for k, _ in _all_versions(s3, st.bucket) if k in keys) == 2 * len(keys)
+    assert _lake_rows(spark, subject, mine=True)["silver/listings"]
+    assert _index_docs(cfg, _subject_query(subject))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= subject.overrides
+    env |= {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    rid = erasure.request_id_for("seller", subject.seller)
+
+    erase = _vectorlake(["erase", "--seller", subject.seller], env)
+    assert erase.returncode == 0 and rid in erase.stdout, erase.stderr[-3000:]
+    purge = _vectorlake(["purge"], env)
+    assert purge.returncode == 0, purge.stdout[-2000:] + purge.stderr[-3000:]
+    assert f"verified {rid}" in purge.stdout.splitlines(), purge.stdout
+    verify = _vectorlake(["purge", "--verify", rid], env)
+    assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-3000:]
+    lines = verify.stdout.splitlines()
+    assert lines and all(": absent (" in line for line in lines), lines
+    assert f"s3/{st.bucket}: absent (0 object versions)" in lines
+
+    # the stores themselves, read by id: the subject is gone
+    row = {r["request_id"]: r for r in requests_table(cfg).rows()}[rid]
+    assert row["status"] == "done" and row["subject_id"] is None
+    assert not [k for k, _ in _all_versions(s3, st.bucket) if k in keys]
+    assert all(not rows for rows in _lake_rows(spark, subject, mine=True).values())
+    assert _index_docs(cfg, _subject_query(subject)) == {}

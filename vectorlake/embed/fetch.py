@@ -40,13 +40,17 @@ class ImageFetchError(VectorlakeError):
 
 
 @functools.lru_cache(maxsize=8)
-def _s3_client(endpoint_url: str | None, region: str, timeout_s: float) -> tuple[Any, bool]:
-    """(boto3 client, anonymous?) once per process and endpoint; anonymous when boto3 finds no credentials."""
-    import boto3
+def _s3_client(
+    endpoint_url: str | None, region: str, timeout_s: float, local_stack: bool
+) -> tuple[Any, bool]:
+    """(boto3 client, anonymous?) once per process and endpoint; anonymous when boto3 finds no credentials
+    (never on the local stack: its session signs with the stack's credentials, see `vectorlake.s3`)."""
     from botocore import UNSIGNED
     from botocore.config import Config as BotoConfig
 
-    session = boto3.session.Session()
+    from vectorlake.s3 import boto_session
+
+    session = boto_session(region, local_stack)
     unsigned = session.get_credentials() is None
     if unsigned:
         log.warning("no AWS credentials found: reading s3 objects anonymously (public buckets only)")
@@ -74,14 +78,14 @@ def _fetch_file(url: str) -> bytes:
         raise ImageFetchError("fetch_failed", f"{url}: {type(e).__name__}: {e.strerror or e}") from e
 
 
-def _fetch_s3(url: str, timeout_s: float, endpoint_url: str | None, region: str) -> bytes:
+def _fetch_s3(url: str, timeout_s: float, endpoint_url: str | None, region: str, local_stack: bool) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
     parsed = urlparse(url)
     bucket, key = parsed.netloc, unquote(parsed.path.lstrip("/"))
     if not bucket or not key:
         raise ImageFetchError("fetch_failed", f"{url}: expected s3://bucket/key")
-    client, anonymous = _s3_client(endpoint_url, region, timeout_s)
+    client, anonymous = _s3_client(endpoint_url, region, timeout_s, local_stack)
     try:
         response = client.get_object(Bucket=bucket, Key=key)
         return bytes(response["Body"].read())
@@ -109,13 +113,23 @@ def _fetch_http(url: str, timeout_s: float) -> bytes:
     return response.content
 
 
-def fetch_image(url: str, timeout_s: float, s3_endpoint_url: str | None, s3_region: str) -> bytes:
-    """The bytes at ``url``; raises `ImageFetchError` (reason in `FETCH_REASONS`) when they cannot be read."""
+def fetch_image(
+    url: str,
+    timeout_s: float,
+    s3_endpoint_url: str | None,
+    s3_region: str,
+    *,
+    s3_local_stack: bool = False,
+) -> bytes:
+    """The bytes at ``url``; raises `ImageFetchError` (reason in `FETCH_REASONS`) when they cannot be read.
+
+    ``s3_local_stack``: S3 is the local stack's moto (`vectorlake.s3.is_local_stack`), reached with the
+    stack's credentials whatever the environment holds."""
     scheme = urlparse(url).scheme.lower()
     if scheme == "file":
         return _fetch_file(url)
     if scheme in ("s3", "s3a"):
-        return _fetch_s3(url, timeout_s, s3_endpoint_url, s3_region)
+        return _fetch_s3(url, timeout_s, s3_endpoint_url, s3_region, s3_local_stack)
     if scheme in ("http", "https"):
         return _fetch_http(url, timeout_s)
     raise ImageFetchError(
@@ -129,12 +143,14 @@ def fetch_many(
     s3_endpoint_url: str | None,
     s3_region: str,
     threads: int = _FETCH_THREADS,
+    *,
+    s3_local_stack: bool = False,
 ) -> list[bytes | ImageFetchError]:
     """`fetch_image` for each URL on a small thread pool; a failure is returned in its place, not raised."""
 
     def one(url: str) -> bytes | ImageFetchError:
         try:
-            return fetch_image(url, timeout_s, s3_endpoint_url, s3_region)
+            return fetch_image(url, timeout_s, s3_endpoint_url, s3_region, s3_local_stack=s3_local_stack)
         except ImageFetchError as e:
             return e
 

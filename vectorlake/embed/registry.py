@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
+from vectorlake import s3
 from vectorlake.config import Config, ModelConfig
 from vectorlake.embed.encoders import OPEN_CLIP_SPEC, model_dim
 from vectorlake.errors import ConfigError
@@ -253,7 +254,8 @@ def register_folder(cfg: Config, role: str, folder: Path, source: str) -> ModelR
                 raise
         run = client.create_run(_experiment_id(client, cfg), run_name=f"register-{role}-{source}")
         try:
-            client.log_artifacts(run.info.run_id, str(folder), ARTIFACT_PATH)
+            with s3.mlflow_artifacts(cfg, run.info.artifact_uri):
+                client.log_artifacts(run.info.run_id, str(folder), ARTIFACT_PATH)
             for key, value in {"role": role, "source": source, "content_sha256": sha}.items():
                 client.set_tag(run.info.run_id, key, value)
         except Exception:
@@ -341,7 +343,8 @@ def _local_folder(cfg: Config, name: str, version: str, uri: str, sha: str | Non
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{version}-", dir=target.parent) as tmp:
         log.info("downloading %s/%s from %s into %s", name, version, uri, target)
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        with s3.mlflow_artifacts(cfg, uri):
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
         got = folder_sha256(folder)
         if sha and got != sha:
             raise ConfigError(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd  # at module level: pandas UDFs resolve their type hints in this module's globals
 
+from vectorlake import s3
 from vectorlake.config import Config
 from vectorlake.embed.registry import ModelRef
 from vectorlake.lake.conflicts import retry_conflicts
@@ -43,6 +44,7 @@ class EncoderSettings:
     fetch_timeout_s: float
     s3_endpoint_url: str | None
     s3_region: str
+    s3_local_stack: bool = False  # the local stack's moto: sign with its credentials (vectorlake.s3)
 
     @classmethod
     def from_config(cls, cfg: Config, ref: ModelRef, torch_threads: int | None) -> EncoderSettings:
@@ -55,6 +57,7 @@ class EncoderSettings:
             fetch_timeout_s=cfg.embed.image_fetch_timeout_s,
             s3_endpoint_url=cfg.s3_endpoint_url,
             s3_region=cfg.s3.region,
+            s3_local_stack=s3.is_local_stack(cfg),
         )
 
 
@@ -136,7 +139,11 @@ def image_udf(settings: EncoderSettings) -> object:
         )
         for urls in batches:
             fetched = fetch_many(
-                [str(u) for u in urls], settings.fetch_timeout_s, settings.s3_endpoint_url, settings.s3_region
+                [str(u) for u in urls],
+                settings.fetch_timeout_s,
+                settings.s3_endpoint_url,
+                settings.s3_region,
+                s3_local_stack=settings.s3_local_stack,
             )
             good = [i for i, f in enumerate(fetched) if isinstance(f, bytes)]
             vectors: list[object] = [None] * len(fetched)

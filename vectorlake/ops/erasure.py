@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from vectorlake import s3
 from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
 from vectorlake.lake import tables as lake_tables
@@ -91,6 +92,8 @@ def record_request(cfg: Config, subject_type: str, subject_id: str, now: datetim
     from vectorlake.control import requests_table
 
     _check_subject(subject_type, subject_id)
+    if cfg.lake.root.startswith(("s3a://", "s3://")):  # the control tables live on S3
+        s3.require_credentials(cfg)
     now = now or datetime.now(UTC)
     rid = request_id_for(subject_type, subject_id)
     table = requests_table(cfg)
@@ -315,9 +318,13 @@ def request_match(cfg: Config, request_id: str) -> tuple[Mapping[str, Any], Matc
 
 
 def purge(spark: SparkSession, cfg: Config, now: datetime | None = None) -> PurgeReport:
-    """Carry out every pending request, purge Delta history, verify, and report overdue requests."""
+    """Carry out every pending request, purge Delta history, verify, and report overdue requests.
+
+    Every store is reached, S3 included (the verification scans the bucket): missing credentials fail
+    here, in one line, before anything is erased."""
     from vectorlake.control import erasure_log_table, requests_table
 
+    s3.require_credentials(cfg)
     now = now or datetime.now(UTC)
     tables = LakeTables(cfg.lake.root)
     lake_tables.ensure_tables(spark, tables)
@@ -447,6 +454,7 @@ def verify(spark: SparkSession, cfg: Config, request_id: str) -> list[StoreCheck
     """Scan every store for the request's subject; one check per store."""
     from vectorlake.ops import erasure_stores as stores
 
+    s3.require_credentials(cfg)
     _, match = request_match(cfg, request_id)
     tables = LakeTables(cfg.lake.root)
     checks: list[StoreCheck] = []

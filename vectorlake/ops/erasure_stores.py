@@ -257,9 +257,10 @@ def file_images_erase(urls: Sequence[str]) -> int:
 
 
 def s3_client(cfg: Config) -> Any:
-    import boto3
+    """The S3 client the erasure uses: `vectorlake.s3.client`'s (the stack's credentials locally)."""
+    from vectorlake import s3
 
-    return boto3.session.Session().client("s3", endpoint_url=cfg.s3_endpoint_url, region_name=cfg.s3.region)
+    return s3.client(cfg)
 
 
 def _versions(s3: Any, bucket: str, prefix: str) -> Iterable[tuple[str, str]]:
