@@ -3,7 +3,8 @@
 Layers, later wins: ``conf/base.yaml``, ``conf/<env>.yaml`` (``VECTORLAKE_ENV``, default ``local``), then
 environment variables ``VECTORLAKE__<SECTION>__<KEY>`` (nested keys add more ``__<KEY>`` parts; values are
 parsed as the field's type, mappings and lists as JSON). An unknown key or a value of the wrong type
-fails at load time with a message naming the key. Relative paths are resolved against the project root.
+fails at load time with a message naming the key. Every path-valued key is normalized once, by
+`normalize_path`: absolute, relative ones taken against the project root, one spelling per location.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -335,9 +337,10 @@ class Config:
         return self.mlflow.artifact_root or str(self.state_dir / "mlflow" / "artifacts")
 
 
-# Keys holding filesystem paths; a relative value is taken relative to the project root.
+# Keys holding a local path or a storage URI; every one goes through `normalize_path` in `load_config`.
 _PATH_KEYS = {
     ("stack", "state_dir"),
+    ("stack", "java_home"),
     ("lake", "root"),
     ("lake", "checkpoint_root"),
     ("sources", "landing_dir"),
@@ -346,10 +349,53 @@ _PATH_KEYS = {
     ("spark", "jars_dir"),
     ("warehouse", "duckdb_path"),
     ("embed", "model_cache_dir"),
-    ("stack", "java_home"),
     ("airflow", "home"),
     ("gate", "labelled_queries"),
+    ("mlflow", "artifact_root"),
 }
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(.*)$", re.DOTALL)  # two letters at least: not C:
+_BUCKET_SCHEMES = {"s3", "s3a", "s3n", "gs", "abfs", "abfss", "wasb", "wasbs"}
+
+
+def normalize_path(value: str, base: Path, key: str = "path") -> str:
+    """One spelling per location: an absolute local path, or ``scheme://authority/path`` for storage.
+
+    Local paths (and ``file:`` URIs, which become plain paths: Spark, delta-rs and pathlib all take
+    those) expand ``~``, are taken relative to ``base``, and are resolved (``.``, ``..``, symlinks,
+    repeated and trailing slashes). Other URIs keep scheme and authority (bucket); their path is
+    normalized without touching storage, and a ``..`` above the bucket is a ConfigError naming ``key``,
+    as is an empty value. Idempotent: ``normalize_path(normalize_path(v)) == normalize_path(v)``.
+    """
+    if not value.strip():
+        raise ConfigError(f"{key}: an empty path; give a folder or file, or null where the key allows it")
+    uri = _SCHEME.match(value)
+    if uri is None:
+        return str((base / Path(value).expanduser()).resolve())
+    scheme, rest = uri.group(1).lower(), uri.group(2)
+    authority: str | None = None
+    if rest.startswith("//"):
+        authority, slash, rest = rest[2:].partition("/")
+        rest = slash + rest
+    if scheme == "file":
+        if authority not in (None, "", "localhost") or not rest.startswith("/"):
+            raise ConfigError(f"{key}: {value!r} is not a local file: URI; write file:///<absolute path>")
+        return str(Path(rest).resolve())
+    if authority is None and not rest.startswith("/"):
+        raise ConfigError(f"{key}: {value!r} has no absolute path after {scheme}:; write {scheme}:/<path>")
+    if not authority and scheme in _BUCKET_SCHEMES:
+        raise ConfigError(f"{key}: {value!r} names no bucket; write {scheme}://<bucket>/<path>")
+    parts: list[str] = []
+    for part in rest.split("/"):
+        if part == "..":
+            if not parts:
+                top = f"the bucket {authority!r}" if authority else f"the root of {scheme}:"
+                raise ConfigError(f"{key}: {value!r} goes above {top}; remove the '..'")
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    path = "/" + "/".join(parts) if parts or not authority else ""
+    return f"{scheme}:{path}" if authority is None else f"{scheme}://{authority}{path}"
 
 
 def load_config(
@@ -366,7 +412,7 @@ def load_config(
     merged = _deep_merge(base, overlay)
     merged = _apply_env_overrides(merged, environ)
     merged["env"] = env
-    _resolve_paths(merged, conf_dir.resolve().parent)
+    _normalize_paths(merged, conf_dir.resolve().parent)
     return typing.cast(Config, _build(Config, merged, ""))
 
 
@@ -455,14 +501,11 @@ def _parse_env_value(raw: str, hint: Any, name: str) -> Any:
     return raw
 
 
-def _resolve_paths(data: dict[str, Any], root: Path) -> None:
-    for section, key in _PATH_KEYS:
+def _normalize_paths(data: dict[str, Any], base: Path) -> None:
+    for section, key in sorted(_PATH_KEYS):
         node = data.get(section)
-        if not isinstance(node, dict):
-            continue
-        value = node.get(key)
-        if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
-            node[key] = str((root / value).resolve())
+        if isinstance(node, dict) and isinstance(node.get(key), str):
+            node[key] = normalize_path(node[key], base, f"{section}.{key}")
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:

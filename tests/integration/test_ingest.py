@@ -63,9 +63,13 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Catalog, Path]:
 @pytest.fixture(scope="module")
 def reference_run(spark: Any, landing: tuple[Catalog, Path], tmp_path_factory: pytest.TempPathFactory) -> Run:
     catalog, out = landing
-    lake = tmp_path_factory.mktemp("lake-reference")
-    totals = stream.run(spark, _cfg(lake), "files", once=True, landing_dir=str(out))
-    tables = LakeTables(str(lake))
+    tmp = tmp_path_factory.mktemp("lake-reference")
+    (tmp / "runs").mkdir()
+    # issue 16: a root spelled with '..' (Delta refused it: DELTA_AMBIGUOUS_PATHS_IN_CREATE_TABLE)
+    cfg = _cfg(tmp / "runs" / ".." / "lake")
+    assert cfg.lake.root == str(tmp / "lake")
+    totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(out))
+    tables = LakeTables(cfg.lake.root)
     return Run(catalog, tables, totals, oracle.silver_rows(spark, tables))
 
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from vectorlake.config import PROJECT_ROOT, load_config
+from vectorlake.config import PROJECT_ROOT, load_config, normalize_path
 from vectorlake.errors import ConfigError
 
 REAL_CONF = PROJECT_ROOT / "conf"
@@ -79,6 +80,135 @@ def test_relative_paths_resolve_against_the_project_root(tmp_path: Path) -> None
     assert cfg.lake.root == str(tmp_path / "data" / "lake")
     cfg = load_config(conf_dir=d, environ={"VECTORLAKE__LAKE__ROOT": "s3a://bucket/lake"})
     assert cfg.lake.root == "s3a://bucket/lake"  # URIs are left alone
+
+
+# Every key that holds a path or storage URI (issue 16: each must come out absolute and normalized).
+PATH_KEYS = [
+    "stack__state_dir",
+    "stack__java_home",
+    "lake__root",
+    "lake__checkpoint_root",
+    "sources__landing_dir",
+    "reference__categories",
+    "reference__locales",
+    "spark__jars_dir",
+    "warehouse__duckdb_path",
+    "embed__model_cache_dir",
+    "airflow__home",
+    "gate__labelled_queries",
+    "mlflow__artifact_root",
+]
+
+
+def _value(cfg: object, key: str) -> object:
+    for part in key.split("__"):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+@pytest.mark.parametrize("key", PATH_KEYS)
+def test_every_path_key_comes_out_absolute_and_normalized(key: str) -> None:
+    cfg = load_config(environ={f"VECTORLAKE__{key.upper()}": "./x/../y//z/"})
+    assert _value(cfg, key) == str(PROJECT_ROOT / "y" / "z")
+    cfg = load_config(environ={f"VECTORLAKE__{key.upper()}": "s3a://bucket//a/./b/../c/"})
+    assert _value(cfg, key) == "s3a://bucket/a/c"
+
+
+@pytest.mark.parametrize("env", ["local", "prod"])
+def test_shipped_path_values_are_already_normal(env: str) -> None:
+    cfg = load_config(env=env, environ={})
+    for key in PATH_KEYS:
+        value = _value(cfg, key)
+        if value is not None:
+            assert isinstance(value, str)
+            assert value.startswith(("/", "s3a://")), (key, value)
+            assert normalize_path(value, Path("/elsewhere")) == value, (key, value)
+    if env == "local":
+        assert cfg.lake.root == str(PROJECT_ROOT / ".vectorlake" / "lake")
+        assert cfg.checkpoint_root == str(PROJECT_ROOT / ".vectorlake" / "lake" / "_checkpoints")
+        assert cfg.reference.categories == str(PROJECT_ROOT / "conf" / "reference" / "categories.csv")
+    else:
+        assert cfg.lake.root == "s3a://vectorlake-prod-lake/lake"
+        assert cfg.sources.landing_dir == "s3a://vectorlake-prod-landing/events"
+
+
+def test_a_lake_root_with_dotdot_from_the_environment_is_collapsed(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    cfg = load_config(environ={"VECTORLAKE__LAKE__ROOT": f"{tmp_path}/runs/../lake/"})
+    assert cfg.lake.root == str(tmp_path / "lake")
+    assert cfg.checkpoint_root == f"{tmp_path}/lake/_checkpoints"
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("lake", "{base}/lake"),  # relative: against the base (the project root in load_config)
+        ("./a/./b", "{base}/a/b"),
+        ("a/../../up", "{base_parent}/up"),
+        ("a//b///", "{base}/a/b"),  # repeated and trailing slashes
+        ("/abs/runs/../lake", "/abs/lake"),
+        ("//abs//lake/", "/abs/lake"),
+        ("/abs/lake/.", "/abs/lake"),
+        ("/..", "/"),  # POSIX: the parent of / is /
+        ("~/lake/../cache", "{home}/cache"),
+        ("~", "{home}"),
+        ("file:/abs/lake/", "/abs/lake"),  # file: URIs become plain paths
+        ("file:///abs/runs/../lake", "/abs/lake"),
+        ("file://localhost/abs//lake", "/abs/lake"),
+        ("FILE:///abs/lake", "/abs/lake"),
+        ("s3a://bucket/a/../b/", "s3a://bucket/b"),
+        ("s3a://bucket//a///b/./c", "s3a://bucket/a/b/c"),
+        ("s3a://bucket/", "s3a://bucket"),
+        ("s3a://bucket/a/..", "s3a://bucket"),
+        ("S3A://Bucket/Key", "s3a://Bucket/Key"),  # the scheme is case-insensitive, bucket and key are not
+        ("s3://bucket/x/", "s3://bucket/x"),
+        ("hdfs://namenode:8020/data/../lake", "hdfs://namenode:8020/lake"),
+        ("hdfs:///data/./lake/", "hdfs:///data/lake"),  # no authority: the default file system
+        ("dbfs:/mnt/../lake", "dbfs:/lake"),
+    ],
+)
+def test_normalize_path(value: str, want: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    base = tmp_path / "repo"
+    expected = want.format(base=base, base_parent=tmp_path, home=home)
+    got = normalize_path(value, base)
+    assert got == expected
+    assert normalize_path(got, base) == got  # idempotent
+    assert normalize_path(got, tmp_path / "elsewhere") == got  # a normal value no longer depends on the base
+
+
+def test_local_paths_resolve_symlinks_before_dotdot(tmp_path: Path) -> None:
+    # what the OS (and so Spark and delta-rs) opens: link/.. is the parent of link's target
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    assert normalize_path(f"{tmp_path}/link/../lake", Path("/")) == str(tmp_path / "real" / "lake")
+    assert normalize_path("link/", tmp_path) == str(tmp_path / "real" / "sub")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("s3a://b/../x", "lake.root: 's3a://b/../x' goes above the bucket 'b'; remove the '..'"),
+        ("s3a://b/a/../../x", "lake.root: 's3a://b/a/../../x' goes above the bucket 'b'"),
+        ("hdfs:///..", "lake.root: 'hdfs:///..' goes above the root of hdfs:"),
+        ("s3a:///lake", "lake.root: 's3a:///lake' names no bucket"),
+        ("file://otherhost/lake", "lake.root: 'file://otherhost/lake' is not a local file: URI"),
+        ("file:lake", "lake.root: 'file:lake' is not a local file: URI"),
+        ("dbfs:lake", "lake.root: 'dbfs:lake' has no absolute path after dbfs:"),
+    ],
+)
+def test_bad_path_values_fail_naming_the_key(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(message)) as e:
+        load_config(environ={"VECTORLAKE__LAKE__ROOT": value})
+    assert "\n" not in str(e.value)  # one line
+
+
+@pytest.mark.parametrize("spelling", ["''", "'   '"])
+def test_an_empty_path_is_a_config_error(tmp_path: Path, spelling: str) -> None:
+    d = _conf_dir(tmp_path, local=f"sources:\n  landing_dir: {spelling}\n")
+    with pytest.raises(ConfigError, match=r"^sources\.landing_dir: an empty path"):
+        load_config(conf_dir=d, environ={})
 
 
 def test_config_is_frozen() -> None:
