@@ -184,14 +184,10 @@ def _search(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _freshness(cfg: Config, args: argparse.Namespace) -> int:
-    from vectorlake.lake.tables import LakeTables
     from vectorlake.ops.freshness import freshness
-    from vectorlake.spark import build_session
 
-    spark = build_session(cfg, app_name="vectorlake-freshness")
-    tables = LakeTables(cfg.lake.root)
     for basis in ("event", "received"):
-        print(freshness(spark, tables, basis, args.since).line())  # type: ignore[arg-type]
+        print(freshness(cfg, basis, args.since).line())  # type: ignore[arg-type]
     return 0
 
 
@@ -500,7 +496,7 @@ def _dead_letters(cfg: Config, args: argparse.Namespace) -> int:
     from vectorlake.ops import backfill
     from vectorlake.spark import build_session
 
-    spark = build_session(cfg, app_name="vectorlake-deadletters")
+    spark = build_session(cfg, app_name="vectorlake-deadletters") if args.retry else None
     result = backfill.dead_letters(spark, cfg, args.since, args.retry)
     print("\n".join(result.lines()))
     return 1 if args.retry and result.rejected else 0
@@ -527,6 +523,9 @@ def _purge(cfg: Config, args: argparse.Namespace) -> int:
         for statement in erasure.snowflake_sql(cfg, args.snowflake_sql):
             print(statement)
         return 0
+    from vectorlake import s3
+
+    s3.require_credentials(cfg)  # no S3 credentials: one line, before Spark starts or anything is erased
     spark = build_session(cfg, app_name="vectorlake-purge")
     if args.verify is not None:
         checks = erasure.verify(spark, cfg, args.verify)

@@ -29,15 +29,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import faker_commerce
-import numpy as np
-from faker import Faker
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from vectorlake.contracts import CONTRACTS, KINDS, MAX_DESCRIPTION_BYTES
 from vectorlake.errors import VectorlakeError
+
+if TYPE_CHECKING:  # faker, numpy and PIL load only when a catalog is made, not for `vectorlake --help`
+    from faker import Faker
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +77,16 @@ _TAXONOMY = {  # category id -> the faker_commerce products filed under it
     "cat-grocery-prepared": "Pizza Salad Chips",
 }
 _CATEGORY = {product: cat for cat, products in _TAXONOMY.items() for product in products.split()}
-_PRODUCTS: tuple[str, ...] = tuple(faker_commerce.PRODUCT_DATA["product"])
-_ADJECTIVES: tuple[str, ...] = tuple(faker_commerce.PRODUCT_DATA["adjective"])
-_MATERIALS: tuple[str, ...] = tuple(faker_commerce.PRODUCT_DATA["material"])
+
+
+@lru_cache(maxsize=3)
+def _words(kind: str) -> tuple[str, ...]:
+    """faker_commerce's word list of a kind: product, adjective or material."""
+    import faker_commerce
+
+    return tuple(faker_commerce.PRODUCT_DATA[kind])
+
+
 _LOCALES = ("en_US", "en_US", "en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "ja_JP")
 # Non-ASCII text so that byte and character lengths differ, as they do in a real catalog.
 _LOCAL_PHRASE = {
@@ -251,9 +257,9 @@ def _word_choices(product: str) -> tuple[list[str], list[str]]:
     """(adjectives, materials) that make sense for a product, drawn from faker_commerce's word lists."""
     category = _category(product)
     if category.startswith("cat-grocery"):
-        return [a for a in _ADJECTIVES if a not in _USED], ["Fresh", "Frozen"]
+        return [a for a in _words("adjective") if a not in _USED], ["Fresh", "Frozen"]
     materials = _SOFT if category.startswith(("cat-clothing", "cat-home")) else _HARD
-    return [a for a in _ADJECTIVES if a != "Tasty"], [m for m in _MATERIALS if m in materials]
+    return [a for a in _words("adjective") if a != "Tasty"], [m for m in _words("material") if m in materials]
 
 
 def _category(product: str) -> str:
@@ -270,7 +276,7 @@ def _description(item: _Listing, rng: random.Random, fake: Faker) -> str:
 def _new_listing(
     n: int, rng: random.Random, fake: Faker, sellers: list[str], spec: GeneratorSpec
 ) -> _Listing:
-    product = rng.choice(_PRODUCTS)
+    product = rng.choice(_words("product"))
     adjectives, materials = _word_choices(product)
     listing_id = f"l-{n:05d}"
     n_images = rng.randint(1, 3) if rng.random() < spec.image_rate else 0
@@ -348,6 +354,7 @@ def _timeline(
 
 @lru_cache(maxsize=1)
 def _photos() -> tuple[Image.Image, ...]:
+    from PIL import Image
     from skimage import data  # heavy import, paid only when images are made
 
     photos = []
@@ -363,6 +370,9 @@ def _photos() -> tuple[Image.Image, ...]:
 
 def _render_image(photo: Image.Image, rng: random.Random, size: tuple[int, int]) -> bytes:
     """A JPEG variant of a photo: a random crop with the target aspect, maybe flipped, colour-shifted."""
+    import numpy as np
+    from PIL import Image
+
     w, h = photo.size
     aspect = size[0] / size[1]
     cw = max(1, int(min(w, h * aspect) * rng.uniform(0.5, 1.0)))
@@ -506,6 +516,8 @@ def generate(spec: GeneratorSpec, image_root: str) -> Catalog:
     `image_root` is the folder the images will be written to (`write_landing` puts them in
     `<out_dir>/images`); media events point at `file://<absolute image_root>/<image_id>.jpg`.
     """
+    from faker import Faker
+
     rng = random.Random(spec.seed)  # noqa: S311 -- reproducible test data, not secrets
     fake = Faker("en_US")
     fake.seed_instance(spec.seed)
@@ -544,7 +556,7 @@ def generate(spec: GeneratorSpec, image_root: str) -> Catalog:
             before = rng.random() < spec.image_before_listing_rate
             ts = t0 - rng.randint(_MINUTE, 30 * _MINUTE) if before else t0 + rng.randint(_SECOND, 2 * _HOUR)
             # Every image of a product starts from the same photo: similar products look alike.
-            photo = photos[_PRODUCTS.index(item.product) % len(photos)]
+            photo = photos[_words("product").index(item.product) % len(photos)]
             images[image_id] = jpeg = _render_image(photo, rng, spec.image_size)
             head = {"listing_id": item.listing_id, "image_id": image_id}
             url = f"file://{root / f'{image_id}.jpg'}"

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Literal
 
 from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
-from vectorlake.index import stream as index_stream
 from vectorlake.lake import stream as ingest_stream
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import StreamingQuery
+
+    from vectorlake.index import stream as index_stream
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ def _failure(query: StreamingQuery, what: str) -> str:
 
 def run_index_once(spark: SparkSession, cfg: Config) -> IndexTotals:
     """Embed and index everything in the silver change feed not yet indexed, then return."""
+    from vectorlake.index import stream as index_stream  # the embedding stage: pandas, models
+
     query, writer = index_stream.start(spark, cfg, once=True)
     try:
         query.awaitTermination()
@@ -135,6 +138,8 @@ def _run_continuous(
     stop: threading.Event | None,
     ingest: bool,
 ) -> PipelineTotals:
+    from vectorlake.index import stream as index_stream
+
     stop = stop or threading.Event()
     restore = ingest_stream.on_signals(stop)
     ingest_query = ingest_writer = None

@@ -169,43 +169,56 @@ class DeadLetters:
 
 
 def dead_letters(
-    spark: SparkSession, cfg: Config, since: datetime | None = None, retry: bool = False
+    spark: SparkSession | None, cfg: Config, since: datetime | None = None, retry: bool = False
 ) -> DeadLetters:
     """Count the dead letters and, with ``retry``, write their listings again from current silver.
 
+    Counting reads the two small tables with delta-rs (no Spark: ``spark`` may be None without ``retry``).
     A retry is the same write as a backfill's index target: images are fetched again where no embedding
     is cached (an image that arrived since, or a store that is back), and every generation the stream
     writes gets the listing with its external version, so retrying twice changes nothing more. A listing
     that fails again gets a new dead letter; the old rows stay as the record of what happened."""
-    from pyspark.sql import functions as F
-
+    reasons, listing_ids = _dead_letter_rows(cfg, since)
+    if not retry or not listing_ids:
+        return DeadLetters(since, reasons, len(listing_ids), 0 if retry else None)
+    if spark is None:
+        raise ValueError("a dead-letter retry writes through Spark: pass a session")
     from vectorlake.index.stream import IndexWriter, resolve_targets
     from vectorlake.lake.tables import ensure_tables
 
     tables = LakeTables(cfg.lake.root)
     ensure_tables(spark, tables)
-    frames = {}
-    for table in DEAD_LETTER_TABLES:
-        frame = spark.read.format("delta").load(tables.path("gold", table))
-        if since is not None:
-            frame = frame.where(F.col("recorded_at") >= F.lit(since))
-        frames[table] = frame
-    reasons: dict[str, dict[str, int]] = {}
-    for table, frame in frames.items():
-        for row in frame.groupBy("reason").count().collect():
-            reasons.setdefault(table, {})[str(row["reason"])] = int(row["count"])
-    keys = (
-        frames["embed_dead_letters"]
-        .select("listing_id")
-        .union(frames["index_dead_letters"].select("listing_id"))
-        .distinct()
-        .localCheckpoint(eager=True)
-    )
-    listings = int(keys.count())
-    if not retry or not listings:
-        return DeadLetters(since, reasons, listings, 0 if retry else None)
+    keys = spark.createDataFrame([(k,) for k in sorted(listing_ids)], "listing_id string")
     app_id = f"vectorlake-dead-letters-{since.isoformat() if since else 'all'}"
     published = IndexWriter(cfg, tables).publish(spark, keys, int(time.time()), app_id, resolve_targets(cfg))
     indexed = published.listings if published else 0
     rejected = published.rejected if published else 0
-    return DeadLetters(since, reasons, listings, indexed, rejected)
+    return DeadLetters(since, reasons, len(listing_ids), indexed, rejected)
+
+
+def _dead_letter_rows(cfg: Config, since: datetime | None) -> tuple[dict[str, dict[str, int]], set[str]]:
+    """(table -> reason -> rows, distinct listing ids) of the dead letters recorded at or after ``since``."""
+    from collections import Counter
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from vectorlake.control import open_dataset
+
+    tables = LakeTables(cfg.lake.root)
+    reasons: dict[str, dict[str, int]] = {}
+    listing_ids: set[str] = set()
+    for table in DEAD_LETTER_TABLES:
+        opened = open_dataset(cfg, tables.path("gold", table))
+        if opened is None:
+            continue
+        where = (
+            None
+            if since is None
+            else ds.field("recorded_at") >= pa.scalar(since, pa.timestamp("us", tz="UTC"))
+        )
+        rows = opened[1].to_table(columns=["listing_id", "reason"], filter=where).to_pylist()
+        if rows:
+            reasons[table] = dict(Counter(str(r["reason"]) for r in rows))
+        listing_ids.update(r["listing_id"] for r in rows if r["listing_id"] is not None)
+    return reasons, listing_ids
