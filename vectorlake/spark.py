@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vectorlake.config import Config
+from vectorlake import s3
+from vectorlake.config import PROJECT_ROOT, Config
 from vectorlake.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -53,14 +54,19 @@ def session_conf(cfg: Config) -> dict[str, str]:
     jars = cached_jars(cfg.spark.jars_dir)
     if jars:
         conf["spark.jars"] = ",".join(jars)
-    if cfg.s3_endpoint_url and cfg.lake.root.startswith("s3a://"):
-        conf.update(
-            {
-                "spark.hadoop.fs.s3a.endpoint": cfg.s3_endpoint_url,
-                "spark.hadoop.fs.s3a.path.style.access": "true",
-            }
+    if cfg.lake.root.startswith("s3a://"):
+        conf.update(s3.hadoop_conf(cfg))  # the endpoint and, on the local stack, its credentials
+    user_conf = dict(cfg.spark.conf)
+    if (cfg.spark.master or "").startswith("local"):
+        # A local run logs the JVM to a file and shows only errors (conf/log4j2.properties); the
+        # options reach the driver because pyspark launches it with this conf (not so on a cluster).
+        options = (
+            f"-Dlog4j2.configurationFile=file:{PROJECT_ROOT / 'conf' / 'log4j2.properties'} "
+            f"-Dvectorlake.log.dir={cfg.state_dir / 'logs'}"
         )
-    conf.update(cfg.spark.conf)
+        extra = user_conf.pop("spark.driver.extraJavaOptions", "")
+        conf["spark.driver.extraJavaOptions"] = f"{options} {extra}".strip()
+    conf.update(user_conf)
     return conf
 
 
@@ -72,6 +78,9 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
         # Python workers run the encoders: in local mode they must be this interpreter (the venv) as the
         # driver is; PySpark reads only the environment variable. On a cluster, the cluster's setting.
         os.environ["PYSPARK_PYTHON"] = sys.executable
+    if (cfg.spark.master or "").startswith("local"):
+        # bind the local driver to the stack's address: no "hostname resolves to a loopback" warning
+        os.environ.setdefault("SPARK_LOCAL_IP", cfg.stack.host)
     builder = SparkSession.builder.appName(app_name or cfg.spark.app_name)
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)
