@@ -6,9 +6,10 @@ The notebook runs in a kernel of the project's virtualenv (a kernel spec written
 JUPYTER_PATH; nothing is registered globally), with its lake, alias and landing folder pointed at a
 temporary lake and a fresh alias, and with a small catalog in place of its parameters. Its last cell prints a
 JSON summary; the test checks it against OpenSearch and the lake read independently: the filters hold on
-every hit and the filtered search returns k hits of the filtered set, the image query finds its own listing,
-more-like-this leaves the seed out and its score is the numpy cosine of the stored vectors, the freshness plot
-is a real image over every applied write of the run. The alias's indices are deleted afterwards.
+every hit and the filtered search returns k hits of the filtered set, the image query (read from the
+listing's own image URL in silver) finds its own listing, more-like-this leaves the seed out and its score is
+the numpy cosine of the stored vectors, the freshness plot is a real image over every applied write of the
+run. The alias's indices are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -204,8 +205,26 @@ def test_filters_hold_on_every_hit_and_k_come_from_the_filtered_set(executed: Ex
     assert {h["listing_id"] for h in hits} <= matching
 
 
+def test_the_image_query_is_read_from_the_listings_own_url_not_the_landing_layout() -> None:
+    # a lake not written by `vectorlake generate` has its images wherever its media events say
+    source = _tagged(_read_notebook(), "image-search").source
+    assert "primary_image_url" in source
+    assert "landing" not in source and ".jpg" not in source
+
+
 def test_an_image_query_finds_its_own_listing_first(executed: Executed) -> None:
+    from deltalake import DeltaTable
+
+    from vectorlake.lake.tables import LakeTables
+
     image = executed.summary["image"]
+    listings = DeltaTable(LakeTables(executed.cfg.lake.root).listings).to_pandas(
+        columns=["listing_id", "primary_image_id", "primary_image_url"]
+    )
+    (row,) = listings[listings["listing_id"] == image["query_listing_id"]].itertuples(index=False)
+    # the query image is the one silver names for the listing, read from its URL
+    assert image["query_image_url"] == row.primary_image_url
+    assert image["query_image_id"] == row.primary_image_id
     hits = image["hits"]
     assert hits[0]["listing_id"] == image["query_listing_id"]
     assert hits[0]["image_id"] == image["query_image_id"]
