@@ -2,10 +2,12 @@
 # `make demo`: the main job end to end on the local stack. Starts the stack, registers the encoders in
 # mlflow, sends a generated catalog through Kafka, streams it once (ingest to silver, then embed and index
 # into OpenSearch), and shows counts, a few searches with their results, and the freshness of the run.
+# Library chatter (Spark's JVM log) goes to .vectorlake/logs/spark.log; what is printed is vectorlake's.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=.venv/bin
 VL="$BIN/vectorlake"
+t0=$SECONDS
 "$VL" stack up
 echo
 echo "==> the encoders in the mlflow registry (alias champion)"
@@ -19,27 +21,8 @@ started="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
 echo "==> stream once: Kafka -> bronze, quarantine, silver -> embeddings -> OpenSearch"
 "$VL" stream --source kafka --once
 echo
-echo "==> example searches (score = cosine similarity)"
-mapfile -t queries < <("$BIN/python" -c "
-import json, sys
-lines = open('$landing/queries.jsonl').read().splitlines()
-for line in lines[:3]:
-    print(json.loads(line)['query'])
-")
-for q in "${queries[@]}"; do
-  echo "--- text: \"$q\""
-  "$VL" search --text "$q" --k 3
-done
-top="$("$VL" search --text "${queries[0]}" --k 1 --json)"
-first="$(echo "$top" | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["listing_id"])')"
-category="$(echo "$top" | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["category_id"])')"
-echo "--- text: \"${queries[0]}\", only locale en-US and category $category (filters inside the k-NN query)"
-"$VL" search --text "${queries[0]}" --locale en-US --category "$category" --k 3
-echo "--- more like $first (its fused text+image vector)"
-"$VL" search --like "$first" --k 3
-image="$(find "$landing/images" -name '*.jpg' | sort | head -n 1 || true)"
-echo "--- image: $image"
-"$VL" search --image "$image" --k 3
+echo "==> example searches in one process, each model loaded once (score = cosine similarity)"
+"$BIN/python" scripts/demo_searches.py "$landing"
 echo
 echo "==> freshness of this run (generated events carry made-up past event times: read the 'received' line)"
 "$VL" freshness --since "$started"
@@ -53,3 +36,4 @@ echo
 lake="$("$BIN/python" -c 'from vectorlake.config import load_config; print(load_config().lake.root)')"
 echo "The lake is in $lake (bronze/, quarantine/, silver/, gold/); the index is behind the alias 'listings'."
 echo "The stack stays up; stop it with: make down"
+echo "make demo took $((SECONDS - t0)) s"

@@ -51,6 +51,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from vectorlake.argtypes import OneLineParser, positive_float, positive_int
 from vectorlake.config import Config, load_config
@@ -176,11 +177,18 @@ def _search(cfg: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([dataclasses.asdict(h) for h in hits], ensure_ascii=False, default=str))
         return 0
-    if not hits:
-        print("no hits")
-    for h in hits:
-        print(f"{h.score:7.4f}  {h.listing_id}  {h.title or ''}  [{h.category_id or '-'}, {h.locale or '-'}]")
+    print(hit_lines(hits))
     return 0
+
+
+def hit_lines(hits: Sequence[Any]) -> str:
+    """Search hits as `vectorlake search` prints them: score, id, title, [category, locale]."""
+    if not hits:
+        return "no hits"
+    return "\n".join(
+        f"{h.score:7.4f}  {h.listing_id}  {h.title or ''}  [{h.category_id or '-'}, {h.locale or '-'}]"
+        for h in hits
+    )
 
 
 def _freshness(cfg: Config, args: argparse.Namespace) -> int:

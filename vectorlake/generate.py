@@ -727,7 +727,10 @@ def send_kafka(
         if err is not None:
             errors.append(f"{msg.topic()}: {err}")
 
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "linger.ms": 20})
+    # log_level 3: librdkafka prints only errors (not its transient "coordinator load in progress" retries)
+    producer = Producer(
+        {"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "linger.ms": 20, "log_level": 3}
+    )
     counts = dict.fromkeys(KINDS, 0)
     began = time.monotonic()
     for n, (kind, i) in enumerate(order):

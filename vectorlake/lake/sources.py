@@ -95,7 +95,7 @@ def ensure_topics(cfg: Config, timeout_s: float = 30.0) -> None:
 
     topics = cfg.sources.topics
     wanted = [topics.listing_changes, topics.media, topics.seller_policy]
-    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap_servers, "log_level": 3})  # errors only
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
         missing = [t for t in wanted if t not in existing]
