@@ -14,7 +14,11 @@ if ! "$BIN/vectorlake" stack status >/dev/null 2>&1; then started=1; fi
 "$BIN/vectorlake" stack up || exit 1
 
 t0=$SECONDS
-"$BIN/python" -m pytest tests "$@"
+# `bash scripts/test.sh tests/unit -x` runs a part; without a tests/ path, all of tests/.
+paths=(tests)
+for arg in "$@"; do case "$arg" in tests/*) paths=() ;; esac; done
+# the 25 slowest tests stay visible in every run (CI included)
+"$BIN/python" -m pytest "${paths[@]}" --durations=25 "$@"
 rc=$?
 echo "tests: $((SECONDS - t0)) s"
 if [ "$rc" = 5 ]; then
