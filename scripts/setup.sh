@@ -41,14 +41,18 @@ check_tools() {
 
 python_env() {
   local h
-  h="$(inputs_hash constraints.txt setup.py)"
+  # "bytecode" in the hash: environments made before packages were compiled at install get compiled once
+  h="$( (cat constraints.txt setup.py; echo bytecode) | sha256sum | cut -c1-16)"
   if stamp_ok .venv/.vectorlake-stamp "$h"; then echo "    up to date"; return; fi
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   local uv_pin
   uv_pin="$(grep -E '^uv==' constraints.txt)"
   [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q "$uv_pin"
   # uv honours the system's CA store (some networks re-sign TLS); its cache is ~/.cache/uv
-  UV_NATIVE_TLS=1 .venv/bin/uv pip sync -q --python .venv/bin/python constraints.txt
+  # --compile-bytecode: every package's .pyc is written once here. Python only reads them where
+  # PYTHONDONTWRITEBYTECODE is set, and without them each process (every command, Spark's Python workers,
+  # Airflow's tasks) compiles torch, pandas, mlflow ... again: seconds of CPU per process.
+  UV_NATIVE_TLS=1 .venv/bin/uv pip sync -q --compile-bytecode --python .venv/bin/python constraints.txt
   UV_NATIVE_TLS=1 .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
   .venv/bin/python -c "import pyspark, delta, torch, sentence_transformers, open_clip, opensearchpy, mlflow, airflow, dbt, moto, confluent_kafka"
   echo "$h" > .venv/.vectorlake-stamp
