@@ -502,18 +502,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "error" in result:
             raise RuntimeError(f"the pipeline failed: {result['error']}")
 
-        from pyspark.sql import functions as F
-
         by_basis: dict[str, dict[str, Any]] = {}
         bases: tuple[freshness.Basis, ...] = ("event", "received")
         for basis in bases:
-            lag = (
-                freshness.lags(spark, tables, basis, since)
-                .where(F.col("version") >= since_ms)
-                .select("lag_s")
-                .collect()
-            )
-            by_basis[basis] = summary([float(r["lag_s"]) for r in lag])
+            lag = freshness.lags(cfg, basis, since).to_pylist()
+            by_basis[basis] = summary([float(r["lag_s"]) for r in lag if r["version"] >= since_ms])
         every_event = per_event_lags(writer.written, applied_writes(spark, tables))
         per_event = [e for e in every_event if e[0] >= args.warmup]
         event_lags = [lag_s for _, lag_s, _ in per_event]
