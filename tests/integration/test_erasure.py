@@ -444,12 +444,9 @@ def test_erase_purge_and_verify_from_a_shell_without_aws_variables(spark: Any, s
     assert erase.returncode == 0 and rid in erase.stdout, erase.stderr[-3000:]
     purge = _vectorlake(["purge"], env)
     assert purge.returncode == 0, purge.stdout[-2000:] + purge.stderr[-3000:]
-    assert f"verified {rid}" in purge.stdout.splitlines(), purge.stdout
-    verify = _vectorlake(["purge", "--verify", rid], env)
-    assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-3000:]
-    lines = verify.stdout.splitlines()
-    assert lines and all(": absent (" in line for line in lines), lines
-    assert f"s3/{st.bucket}: absent (0 object versions)" in lines
+    # the purge's own verification scanned every store, S3 included (where NoCredentialsError was raised);
+    # `purge --verify` runs the same scan (erasure.verify), so it is not started a second time here
+    assert f"verified {rid}: nothing left, subject_id cleared" in purge.stdout.splitlines(), purge.stdout
 
     # the stores themselves, read by id: the subject is gone
     row = {r["request_id"]: r for r in requests_table(cfg).rows()}[rid]
