@@ -28,3 +28,38 @@ def test_delta_merge_through_the_session_builder(spark: Any, tmp_path: Path) -> 
     assert last["operation"] == "MERGE"
     assert last["operationMetrics"]["numTargetRowsUpdated"] == "1"
     assert last["operationMetrics"]["numTargetRowsInserted"] == "1"
+
+
+def test_ensure_tables_creates_what_spark_reads_as_its_own_schema(spark: Any, tmp_path: Path) -> None:
+    """The tables are created with delta-rs; Spark must see exactly the declared column types, the change
+    feed on silver/listings must work for a Spark MERGE, and a second call (or a racing one) is a no-op."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import _parse_datatype_string
+
+    from vectorlake.lake.tables import LakeTables, ensure_tables, schemas
+
+    tables = LakeTables(str(tmp_path / "lake"))
+    with ThreadPoolExecutor(2) as pool:  # two jobs starting on a new lake at once
+        list(pool.map(lambda _: ensure_tables(spark, tables), range(2)))
+    declared = schemas(tables)
+    assert len(declared) == 19
+    versions = {p: DeltaTable.forPath(spark, p).history().count() for p in declared}
+    ensure_tables(spark, tables)
+    for path, (columns, _) in declared.items():
+        expected = _parse_datatype_string(
+            "struct<" + ", ".join(f"`{c}`: {t}" for c, t in columns.items()) + ">"
+        )
+        assert spark.read.format("delta").load(path).schema == expected, path
+        after = DeltaTable.forPath(spark, path).history().count()
+        assert after == versions[path], f"{path}: an existing table is left as it was"
+
+    listings = DeltaTable.forPath(spark, tables.listings)
+    row = spark.createDataFrame([("l-1",)], "listing_id string")
+    listings.alias("t").merge(row.alias("s"), "t.listing_id = s.listing_id").whenNotMatchedInsert(
+        values={"listing_id": "s.listing_id"}
+    ).execute()
+    feed = spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", 1)
+    changes = feed.load(tables.listings).select("listing_id", "_change_type").collect()
+    assert [tuple(r) for r in changes] == [("l-1", "insert")]

@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from vectorlake import s3
 from vectorlake.config import Config, OpenSearchConfig, SinkConfig
 from vectorlake.embed import stage
 from vectorlake.embed.registry import ModelRef
@@ -571,7 +572,7 @@ def start(spark: SparkSession, cfg: Config, once: bool) -> tuple[StreamingQuery,
 
     interval = check_interval("embed.trigger_interval", cfg.embed.trigger_interval)
     tables = LakeTables(cfg.lake.root)
-    ensure_tables(spark, tables)
+    ensure_tables(spark, tables, s3.storage_options(cfg))
     resolve_targets(cfg)  # fail now, not in the first batch, when OpenSearch or the models are missing
     writer = IndexWriter(cfg, tables)
     reader = spark.readStream.format("delta").option("readChangeFeed", "true")

@@ -21,7 +21,7 @@ from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
-from vectorlake import contracts
+from vectorlake import contracts, s3
 from vectorlake.config import Config
 from vectorlake.errors import ConfigError, VectorlakeError
 from vectorlake.lake import ingest, sources
@@ -85,7 +85,7 @@ def start(
     tables = LakeTables(cfg.lake.root)
     writer = ingest.BatchWriter(tables, load_reference(cfg.reference.categories, cfg.reference.locales))
     writer.recorder = metrics.Recorder(cfg, f"ingest_{source}")
-    ensure_tables(spark, tables)
+    ensure_tables(spark, tables, s3.storage_options(cfg))
     if source == "kafka":
         sources.ensure_topics(cfg)
         raw = sources.read_kafka(spark, cfg)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from vectorlake import s3
 from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
 from vectorlake.lake.tables import LakeTables
@@ -116,7 +117,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, target
         raise VectorlakeError(f"backfill: --target must be one of {', '.join(TARGETS)}, got {target!r}")
     began = time.monotonic()
     tables = LakeTables(cfg.lake.root)
-    ensure_tables(spark, tables)
+    ensure_tables(spark, tables, s3.storage_options(cfg))
     found = events_in_range(spark, tables, start, end)
     events = {kind: df.localCheckpoint(eager=True) for kind, df in found.items()}
     counts = {kind: int(df.count()) for kind, df in events.items()}
@@ -187,7 +188,7 @@ def dead_letters(
     from vectorlake.lake.tables import ensure_tables
 
     tables = LakeTables(cfg.lake.root)
-    ensure_tables(spark, tables)
+    ensure_tables(spark, tables, s3.storage_options(cfg))
     keys = spark.createDataFrame([(k,) for k in sorted(listing_ids)], "listing_id string")
     app_id = f"vectorlake-dead-letters-{since.isoformat() if since else 'all'}"
     published = IndexWriter(cfg, tables).publish(spark, keys, int(time.time()), app_id, resolve_targets(cfg))

@@ -327,7 +327,7 @@ def purge(spark: SparkSession, cfg: Config, now: datetime | None = None) -> Purg
     s3.require_credentials(cfg)
     now = now or datetime.now(UTC)
     tables = LakeTables(cfg.lake.root)
-    lake_tables.ensure_tables(spark, tables)
+    lake_tables.ensure_tables(spark, tables, s3.storage_options(cfg))
     requests, erasure_log = requests_table(cfg), erasure_log_table(cfg)
     report = PurgeReport()
     for row in [r for r in requests.rows() if r["status"] == "pending"]:

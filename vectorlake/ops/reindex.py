@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from vectorlake import control
+from vectorlake import control, s3
 from vectorlake.config import Config
 from vectorlake.lake.tables import LakeTables
 
@@ -74,7 +74,7 @@ def load(spark: SparkSession, cfg: Config, index: str | None = None) -> LoadResu
     progress = control.progress_table(cfg)
     done = {r["chunk"] for r in progress.rows() if r["index"] == index and r["chunks"] == n}
     tables = LakeTables(cfg.lake.root)
-    ensure_tables(spark, tables)
+    ensure_tables(spark, tables, s3.storage_options(cfg))
     bulk_cfg = dataclasses.replace(cfg, sink=dataclasses.replace(cfg.sink, bulk_docs=cfg.reindex.bulk_docs))
     writer = IndexWriter(bulk_cfg, tables)
     served = (
