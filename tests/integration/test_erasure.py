@@ -1,6 +1,7 @@
 """GDPR erasure on the real stack: a seller erased from every store (history, every index generation, the
 warehouse snapshot, every S3 object version, landing files), everyone else unchanged, and late events for
-the seller dropped at ingest.
+the seller dropped at ingest. The erasure runs `vectorlake erase` and `vectorlake purge` as subprocesses
+from a shell without AWS variables, as an operator would.
 
 One small catalog is streamed into a temp lake and a fresh index alias; its images live in a versioned moto
 bucket of its own (two versions each); a second generation is built behind the `_next` alias and the
@@ -10,7 +11,6 @@ hash matching under test.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -251,6 +251,8 @@ def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
 ) -> None:
     from delta.tables import DeltaTable
 
+    from vectorlake.control import erasure_log_table, requests_table, tombstones_table
+
     st, cfg = stack, stack.cfg
     # before: the seller is in every kind of store, and a second generation exists
     gens = _generations(cfg)
@@ -278,12 +280,20 @@ def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
         n: int(DeltaTable.forPath(spark, st.tables.table(n)).history(1).first()[0]) for n in LAKE_TABLES
     }
 
-    req = erasure.record_request(cfg, "seller", st.seller)
-    assert erasure.record_request(cfg, "seller", st.seller).request_id == req.request_id  # idempotent
-    report = erasure.purge(spark, cfg)
-    assert report.verified == [req.request_id], report
-    assert not report.unverified and not report.overdue
-    counts = report.erased[req.request_id]
+    # `erase` then `purge` as an operator runs them, from a shell with no AWS variables and no AWS config
+    # files (issue 16: the purge erased the stores and died in its S3 verification with NoCredentialsError;
+    # every S3 client must reach the local moto with the stack's own credentials)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= st.overrides | {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    rid = erasure.request_id_for("seller", st.seller)
+    erase = _vectorlake(["erase", "--seller", st.seller], env)
+    assert erase.returncode == 0 and rid in erase.stdout, erase.stderr[-3000:]
+    assert erasure.record_request(cfg, "seller", st.seller).request_id == rid  # idempotent
+    purge = _vectorlake(["purge"], env)
+    assert purge.returncode == 0, purge.stdout[-2000:] + purge.stderr[-3000:]  # verified, none overdue
+    # its own verification scanned every store, S3 included (where NoCredentialsError was raised)
+    assert f"verified {rid}: nothing left, subject_id cleared" in purge.stdout.splitlines(), purge.stdout
+    counts = {r["store"]: r["erased"] for r in erasure_log_table(cfg).rows() if r["request_id"] == rid}
     assert counts["silver/listings"] == len(mine_before["silver/listings"])
     assert counts["bronze/listing_changes"] == len(mine_before["bronze/listing_changes"])
     assert counts["s3"] == 2 * len(keys)
@@ -331,9 +341,7 @@ def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
     assert st.seller not in _landing_text(st) and all(lid not in _landing_text(st) for lid in st.listings)
 
     # the control tables: done, subject_id cleared, no personal data in the log
-    from vectorlake.control import erasure_log_table, requests_table, tombstones_table
-
-    row = {r["request_id"]: r for r in requests_table(cfg).rows()}[req.request_id]
+    row = {r["request_id"]: r for r in requests_table(cfg).rows()}[rid]
     assert row["status"] == "done" and row["subject_id"] is None and row["finished_at"] is not None
     recorded = json.dumps([*erasure_log_table(cfg).rows(), *tombstones_table(cfg).rows()], default=str)
     assert st.seller not in recorded and all(lid not in recorded for lid in st.listings)
@@ -342,7 +350,7 @@ def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
     # the verification scan, as the CLI prints it: one line per store, all absent
     from vectorlake import cli
 
-    assert cli.main(["purge", "--verify", req.request_id]) == 0
+    assert cli.main(["purge", "--verify", rid]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert all(": absent (" in line for line in lines), lines
     stores = {line.split(": ")[0] for line in lines}
@@ -406,51 +414,3 @@ def _vectorlake(args: list[str], env: dict[str, str]) -> subprocess.CompletedPro
     return subprocess.run(
         command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False
     )
-
-
-def test_erase_purge_and_verify_from_a_shell_without_aws_variables(spark: Any, stack: Stack) -> None:
-    """Issue 16: `erase` then `purge` in a fresh shell (no AWS_* at all, no AWS config files) erased the
-    stores and died in the verification's S3 scan with NoCredentialsError. Every S3 client must reach the
-    local moto with the stack's own credentials. Runs last: it erases a second seller of the same lake."""
-    from pyspark.sql import functions as F
-
-    from vectorlake.control import requests_table
-
-    st, cfg = stack, stack.cfg
-    listings = spark.read.format("delta").load(st.tables.listings)
-    others = listings.where(F.col("seller_id") != st.seller).groupBy("seller_id").count()
-    subject: Stack | None = None
-    for row in others.orderBy(F.desc("count"), "seller_id").collect():
-        seller = str(row["seller_id"])
-        ever = listings.where(F.array_contains("registers.sellers", seller) | (F.col("seller_id") == seller))
-        mine = frozenset(r[0] for r in ever.select("listing_id").collect())
-        candidate = dataclasses.replace(st, seller=seller, listings=mine)
-        if _subject_keys(candidate, spark):
-            subject = candidate
-            break
-    assert subject is not None, "another seller with images in the bucket is needed"
-    keys = _subject_keys(subject, spark)
-    s3 = _s3(cfg)
-    assert sum(1 for k, _ in _all_versions(s3, st.bucket) if k in keys) == 2 * len(keys)
-    assert _lake_rows(spark, subject, mine=True)["silver/listings"]
-    assert _index_docs(cfg, _subject_query(subject))
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env |= subject.overrides
-    env |= {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
-    rid = erasure.request_id_for("seller", subject.seller)
-
-    erase = _vectorlake(["erase", "--seller", subject.seller], env)
-    assert erase.returncode == 0 and rid in erase.stdout, erase.stderr[-3000:]
-    purge = _vectorlake(["purge"], env)
-    assert purge.returncode == 0, purge.stdout[-2000:] + purge.stderr[-3000:]
-    # the purge's own verification scanned every store, S3 included (where NoCredentialsError was raised);
-    # `purge --verify` runs the same scan (erasure.verify), so it is not started a second time here
-    assert f"verified {rid}: nothing left, subject_id cleared" in purge.stdout.splitlines(), purge.stdout
-
-    # the stores themselves, read by id: the subject is gone
-    row = {r["request_id"]: r for r in requests_table(cfg).rows()}[rid]
-    assert row["status"] == "done" and row["subject_id"] is None
-    assert not [k for k, _ in _all_versions(s3, st.bucket) if k in keys]
-    assert all(not rows for rows in _lake_rows(spark, subject, mine=True).values())
-    assert _index_docs(cfg, _subject_query(subject)) == {}
