@@ -181,25 +181,55 @@ def embed(
     Returns (listing_id, content_hash, vector) for every needed row that has a vector, materialized, and
     the counts. Writes the new pairs to gold/embeddings and the failures to gold/embed_dead_letters.
     """
-    from delta.tables import DeltaTable
+    needed = needed.dropDuplicates(["listing_id", "content_hash"]).localCheckpoint(eager=True)
+    cache = _cached_vectors(spark, tables, modality, ref)
+    embedded = _embed_misses(needed, cache, modality, settings, partitions)
+    fresh, failed = _split_embedded(embedded, modality)
+    vectors = needed.join(cache.unionByName(fresh), "content_hash").select(
+        "listing_id", "content_hash", "vector"
+    )
+    vectors = vectors.localCheckpoint(eager=True)
+    _merge_vectors(spark, tables, vectors, modality, ref, batch_id)
+    n_failed = 0
+    if modality == "image":
+        n_failed = _merge_dead_letters(spark, tables, needed, failed, modality, ref, batch_id)
+    counts = EmbedCounts(modality, needed.count(), embedded.count(), n_failed)
+    return vectors, counts
+
+
+def _cached_vectors(spark: SparkSession, tables: LakeTables, modality: Modality, ref: ModelRef) -> DataFrame:
+    """(content_hash, vector) already in gold/embeddings for this modality and model version."""
     from pyspark.sql import functions as F
 
-    needed = needed.dropDuplicates(["listing_id", "content_hash"]).localCheckpoint(eager=True)
-    cache = (
+    return (
         spark.read.format("delta")
         .load(tables.embeddings)
         .filter((F.col("modality") == modality) & (F.col("model_version") == ref.label))
         .select("content_hash", "vector")
         .dropDuplicates(["content_hash"])
     )
+
+
+def _embed_misses(
+    needed: DataFrame, cache: DataFrame, modality: Modality, settings: EncoderSettings, partitions: int
+) -> DataFrame:
+    """(content_hash, input, out) for each distinct input not in ``cache``: the model output, materialized."""
+    from pyspark.sql import functions as F
+
     misses = needed.select("content_hash", "input").dropDuplicates(["content_hash"])
     misses = misses.join(cache.select("content_hash"), "content_hash", "left_anti")
     udf = text_udf(settings) if modality == "text" else image_udf(settings)
-    embedded = (
+    return (
         misses.repartition(partitions)
         .select("content_hash", "input", udf(F.col("input")).alias("out"))  # type: ignore[operator]
         .localCheckpoint(eager=True)  # the model runs here, once per miss
     )
+
+
+def _split_embedded(embedded: DataFrame, modality: Modality) -> tuple[DataFrame, DataFrame]:
+    """The new (content_hash, vector) rows, and the (content_hash, input, reason, detail) failures."""
+    from pyspark.sql import functions as F
+
     if modality == "text":
         fresh = embedded.select("content_hash", F.col("out").alias("vector"))
         failed = embedded.limit(0).select(
@@ -212,11 +242,21 @@ def embed(
         failed = embedded.filter(F.col("out.reason").isNotNull()).select(
             "content_hash", "input", F.col("out.reason").alias("reason"), F.col("out.detail").alias("detail")
         )
-    vectors = needed.join(cache.unionByName(fresh), "content_hash").select(
-        "listing_id", "content_hash", "vector"
-    )
-    vectors = vectors.localCheckpoint(eager=True)
-    now = F.current_timestamp()
+    return fresh, failed
+
+
+def _merge_vectors(
+    spark: SparkSession,
+    tables: LakeTables,
+    vectors: DataFrame,
+    modality: Modality,
+    ref: ModelRef,
+    batch_id: int,
+) -> None:
+    """Add the (listing_id, content_hash, vector) pairs not yet in gold/embeddings."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
     rows = vectors.select(
         "listing_id",
         F.lit(modality).alias("modality"),
@@ -224,7 +264,7 @@ def embed(
         "content_hash",
         F.size("vector").alias("dim"),
         "vector",
-        now.alias("embedded_at"),
+        F.current_timestamp().alias("embedded_at"),
         F.lit(batch_id).cast("bigint").alias("batch_id"),
     )
     # Insert-only on the full key, so running it again is harmless: a reindex and the stream add vectors
@@ -240,31 +280,43 @@ def embed(
         ),
         f"{tables.embeddings} merge",
     )
-    n_failed = 0
-    if modality == "image":
-        dead = needed.join(failed.select("content_hash", "reason", "detail"), "content_hash").select(
-            "listing_id",
-            F.lit(modality).alias("modality"),
-            F.lit(ref.label).alias("model_version"),
-            "content_hash",
-            "input",
-            "reason",
-            "detail",
-            F.lit(batch_id).cast("bigint").alias("batch_id"),
-            now.alias("recorded_at"),
-        )
-        n_failed = dead.count()
-        if n_failed:
-            (
-                DeltaTable.forPath(spark, tables.embed_dead_letters)
-                .alias("t")
-                .merge(
-                    dead.alias("s"),
-                    "t.listing_id = s.listing_id AND t.model_version = s.model_version "
-                    "AND t.content_hash = s.content_hash AND t.batch_id = s.batch_id",
-                )
-                .whenNotMatchedInsertAll()
-                .execute()
+
+
+def _merge_dead_letters(
+    spark: SparkSession,
+    tables: LakeTables,
+    needed: DataFrame,
+    failed: DataFrame,
+    modality: Modality,
+    ref: ModelRef,
+    batch_id: int,
+) -> int:
+    """Record each needed (listing, input) whose input failed in gold/embed_dead_letters; how many."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    dead = needed.join(failed.select("content_hash", "reason", "detail"), "content_hash").select(
+        "listing_id",
+        F.lit(modality).alias("modality"),
+        F.lit(ref.label).alias("model_version"),
+        "content_hash",
+        "input",
+        "reason",
+        "detail",
+        F.lit(batch_id).cast("bigint").alias("batch_id"),
+        F.current_timestamp().alias("recorded_at"),
+    )
+    n_failed: int = dead.count()
+    if n_failed:
+        (
+            DeltaTable.forPath(spark, tables.embed_dead_letters)
+            .alias("t")
+            .merge(
+                dead.alias("s"),
+                "t.listing_id = s.listing_id AND t.model_version = s.model_version "
+                "AND t.content_hash = s.content_hash AND t.batch_id = s.batch_id",
             )
-    counts = EmbedCounts(modality, needed.count(), embedded.count(), n_failed)
-    return vectors, counts
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    return n_failed

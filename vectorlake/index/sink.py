@@ -186,7 +186,7 @@ def write(
     """Write ``actions`` through ``target_alias``; one result per action, in the order given.
 
     ``require_alias=False`` lets ``target_alias`` be a generation the caller resolved through its alias
-    (the stream pins each generation for a micro-batch, see `vectorlake.index.stream`).
+    (the stream pins each generation for a micro-batch, see `vectorlake.pipeline.targets`).
 
     Requests hold at most ``cfg_sink.bulk_docs`` items and ``cfg_sink.bulk_bytes`` bytes (a bigger
     single item goes alone); ``concurrency`` of them are in flight at once. Nothing forces a refresh.
@@ -201,21 +201,78 @@ def write(
         check_action(action)
     policy = Backoff.from_config(cfg_sink)
     rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not cryptography
-    payloads: list[bytes | None] = [None] * len(actions)
-    verdicts: list[ItemVerdict | None] = [None] * len(actions)
-    pending = list(range(len(actions)))
-    params = {"require_alias": str(require_alias).lower(), "filter_path": _FILTER_PATH}
+    bulk = _BulkRounds(client, target_alias, actions, cfg_sink, concurrency, require_alias)
+    try:
+        retry(bulk.run_round, policy, rng, sleep, lambda e: isinstance(e, _StillFailing))
+    except _StillFailing as e:
+        raise IndexUnavailable(
+            f"index alias '{target_alias}' is unavailable: {e.count} write(s) still failing after "
+            f"{policy.max_retries} retries; last error: {e.last_error}"
+        ) from e
+    results = [_result(action, verdict) for action, verdict in zip(actions, bulk.verdicts, strict=True)]
+    tally = counts(results)
+    if tally["rejected"]:
+        log.warning("alias %s: %d of %d write(s) rejected", target_alias, tally["rejected"], len(results))
+    return results
 
-    def chunks(positions: list[int]) -> Iterator[_Chunk]:
+
+class _BulkRounds:
+    """The state of one `write` across its retry rounds: each round sends only the items still pending."""
+
+    def __init__(
+        self,
+        client: OpenSearch,
+        target_alias: str,
+        actions: Sequence[Action],
+        cfg_sink: SinkConfig,
+        concurrency: int,
+        require_alias: bool,
+    ) -> None:
+        self.client = client
+        self.target_alias = target_alias
+        self.actions = actions
+        self.cfg_sink = cfg_sink
+        self.concurrency = concurrency
+        self.params = {"require_alias": str(require_alias).lower(), "filter_path": _FILTER_PATH}
+        self.payloads: list[bytes | None] = [None] * len(actions)
+        self.verdicts: list[ItemVerdict | None] = [None] * len(actions)
+        self.pending = list(range(len(actions)))
+
+    def run_round(self, attempt: int) -> None:
+        """Send every pending item once; raise _StillFailing if some failed with a retryable error.
+
+        ``attempt`` (given by `retry`) is not needed: what is still pending lives on ``self``.
+        """
+        failing: list[int] = []
+        last_error = ""
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="vectorlake-bulk") as pool:
+            inflight: deque[tuple[_Chunk, Future[Any]]] = deque()
+            try:
+                for chunk in self._chunks(self.pending):
+                    inflight.append((chunk, pool.submit(self._send, chunk)))
+                    while len(inflight) > self.concurrency:
+                        last_error = self._settle(*inflight.popleft(), failing) or last_error
+                while inflight:
+                    last_error = self._settle(*inflight.popleft(), failing) or last_error
+            finally:
+                for _, future in inflight:
+                    future.cancel()
+        self.pending = failing
+        if failing:
+            raise _StillFailing(len(failing), last_error)
+
+    def _chunks(self, positions: list[int]) -> Iterator[_Chunk]:
         """Cut positions into requests; an item is serialized once, the first time it is sent."""
         batch: list[int] = []
         parts: list[bytes] = []
         size = 0
         for pos in positions:
-            payload = payloads[pos]
+            payload = self.payloads[pos]
             if payload is None:
-                payload = payloads[pos] = _serialize_checked(actions[pos])
-            if batch and (len(batch) >= cfg_sink.bulk_docs or size + len(payload) > cfg_sink.bulk_bytes):
+                payload = self.payloads[pos] = _serialize_checked(self.actions[pos])
+            if batch and (
+                len(batch) >= self.cfg_sink.bulk_docs or size + len(payload) > self.cfg_sink.bulk_bytes
+            ):
                 yield _Chunk(batch, b"".join(parts))
                 batch, parts, size = [], [], 0
             batch.append(pos)
@@ -224,65 +281,36 @@ def write(
         if batch:
             yield _Chunk(batch, b"".join(parts))
 
-    def send(chunk: _Chunk) -> Any:
-        return client.bulk(body=chunk.body, index=target_alias, params=params)
+    def _send(self, chunk: _Chunk) -> Any:
+        return self.client.bulk(body=chunk.body, index=self.target_alias, params=self.params)
 
-    def one_round(attempt: int) -> None:
-        nonlocal pending
-        failing: list[int] = []
-        last_error = ""
+    def _settle(self, chunk: _Chunk, future: Future[Any], failing: list[int]) -> str | None:
+        """Record the verdicts of one sent chunk; retryable positions go to ``failing``.
 
-        def settle(chunk: _Chunk, future: Future[Any]) -> None:
-            nonlocal last_error
-            try:
-                response = future.result()
-            except Exception as e:
-                last_error = _whole_request_error(e, target_alias)  # raises if not retryable
-                failing.extend(chunk.positions)
-                return
-            items = response.get("items", [])
-            if len(items) != len(chunk.positions):
-                raise IndexUnavailable(
-                    f"index alias '{target_alias}': bulk response has {len(items)} items for "
-                    f"{len(chunk.positions)} actions"
-                )
-            for pos, entry in zip(chunk.positions, items, strict=True):
-                ((op, item),) = entry.items()
-                verdict = classify_item(op, item)
-                if verdict.outcome == "retry":
-                    failing.append(pos)
-                    last_error = f"{verdict.status} {verdict.error}"
-                else:
-                    verdicts[pos] = verdict
-
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vectorlake-bulk") as pool:
-            inflight: deque[tuple[_Chunk, Future[Any]]] = deque()
-            try:
-                for chunk in chunks(pending):
-                    inflight.append((chunk, pool.submit(send, chunk)))
-                    while len(inflight) > concurrency:
-                        settle(*inflight.popleft())
-                while inflight:
-                    settle(*inflight.popleft())
-            finally:
-                for _, future in inflight:
-                    future.cancel()
-        pending = failing
-        if failing:
-            raise _StillFailing(len(failing), last_error)
-
-    try:
-        retry(one_round, policy, rng, sleep, lambda e: isinstance(e, _StillFailing))
-    except _StillFailing as e:
-        raise IndexUnavailable(
-            f"index alias '{target_alias}' is unavailable: {e.count} write(s) still failing after "
-            f"{policy.max_retries} retries; last error: {e.last_error}"
-        ) from e
-    results = [_result(action, verdict) for action, verdict in zip(actions, verdicts, strict=True)]
-    tally = counts(results)
-    if tally["rejected"]:
-        log.warning("alias %s: %d of %d write(s) rejected", target_alias, tally["rejected"], len(results))
-    return results
+        Returns the last retryable error of the chunk, or None when nothing in it is to be retried.
+        """
+        try:
+            response = future.result()
+        except Exception as e:
+            error = _whole_request_error(e, self.target_alias)  # raises if not retryable
+            failing.extend(chunk.positions)
+            return error
+        items = response.get("items", [])
+        if len(items) != len(chunk.positions):
+            raise IndexUnavailable(
+                f"index alias '{self.target_alias}': bulk response has {len(items)} items for "
+                f"{len(chunk.positions)} actions"
+            )
+        last_error: str | None = None
+        for pos, entry in zip(chunk.positions, items, strict=True):
+            ((op, item),) = entry.items()
+            verdict = classify_item(op, item)
+            if verdict.outcome == "retry":
+                failing.append(pos)
+                last_error = f"{verdict.status} {verdict.error}"
+            else:
+                self.verdicts[pos] = verdict
+        return last_error
 
 
 def _result(action: Action, verdict: ItemVerdict | None) -> WriteResult:

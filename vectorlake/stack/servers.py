@@ -63,53 +63,8 @@ def opensearch(cfg: Config) -> ServerSpec:
             d.mkdir(parents=True, exist_ok=True)
         if not (conf / "log4j2.properties").exists():
             shutil.copytree(home / "config", conf, dirs_exist_ok=True)
-        (conf / "opensearch.yml").write_text(
-            "\n".join(
-                [
-                    "# written by `vectorlake stack up` from the config; edits are overwritten",
-                    "cluster.name: vectorlake-local",
-                    "node.name: local",
-                    f"network.host: {host}",
-                    f"http.port: {port}",
-                    f"transport.port: {cfg.opensearch.transport_port}",
-                    "discovery.type: single-node",
-                    f"path.data: {data}",
-                    f"path.logs: {logs}",
-                    # indexes are created on purpose, from mapping templates, and reached through aliases
-                    "action.auto_create_index: false",
-                    "cluster.routing.allocation.disk.threshold_enabled: false",
-                    "",
-                ]
-            )
-        )
-        (conf / "jvm.options").write_text(
-            "\n".join(
-                [
-                    f"-Xms{cfg.opensearch.heap_mb}m",
-                    f"-Xmx{cfg.opensearch.heap_mb}m",
-                    "-XX:+UseG1GC",
-                    "-Djava.io.tmpdir=${OPENSEARCH_TMPDIR}",
-                    f"-XX:ErrorFile={logs}/hs_err_pid%p.log",
-                    "18-:-Djava.security.manager=allow",
-                    "20-:--add-modules=jdk.incubator.vector",
-                    "-Djava.util.concurrent.ForkJoinPool.common.threadFactory="
-                    "org.opensearch.secure_sm.SecuredForkJoinWorkerThreadFactory",
-                    "",
-                ]
-            )
-        )
-
-    def health() -> str:
-        info = _http_json(url)
-        health = _http_json(f"{url}/_cluster/health")
-        plugins = _http_json(f"{url}/_cat/plugins?format=json")
-        assert isinstance(info, dict) and isinstance(health, dict) and isinstance(plugins, list)
-        if health.get("status") not in ("green", "yellow"):
-            raise RuntimeError(f"cluster status {health.get('status')}")
-        names = sorted({p["component"] for p in plugins})
-        return (
-            f"OpenSearch {info['version']['number']}, cluster {health['status']}, plugins: {', '.join(names)}"
-        )
+        (conf / "opensearch.yml").write_text(_opensearch_yml(cfg, data, logs))
+        (conf / "jvm.options").write_text(_opensearch_jvm_options(cfg, logs))
 
     return ServerSpec(
         name="opensearch",
@@ -126,7 +81,7 @@ def opensearch(cfg: Config) -> ServerSpec:
         workdir=home,
         log_path=base / "opensearch.log",
         pid_path=base / "opensearch.pid",
-        health=health,
+        health=lambda: _opensearch_health(url),
         prepare=prepare,
         installed=lambda: (home / "plugins" / "opensearch-knn").is_dir(),
         run_as=cfg.stack.run_as,
@@ -134,7 +89,63 @@ def opensearch(cfg: Config) -> ServerSpec:
     )
 
 
+def _opensearch_yml(cfg: Config, data: Path, logs: Path) -> str:
+    return "\n".join(
+        [
+            "# written by `vectorlake stack up` from the config; edits are overwritten",
+            "cluster.name: vectorlake-local",
+            "node.name: local",
+            f"network.host: {cfg.stack.host}",
+            f"http.port: {cfg.opensearch.port}",
+            f"transport.port: {cfg.opensearch.transport_port}",
+            "discovery.type: single-node",
+            f"path.data: {data}",
+            f"path.logs: {logs}",
+            # indexes are created on purpose, from mapping templates, and reached through aliases
+            "action.auto_create_index: false",
+            "cluster.routing.allocation.disk.threshold_enabled: false",
+            "",
+        ]
+    )
+
+
+def _opensearch_jvm_options(cfg: Config, logs: Path) -> str:
+    return "\n".join(
+        [
+            f"-Xms{cfg.opensearch.heap_mb}m",
+            f"-Xmx{cfg.opensearch.heap_mb}m",
+            "-XX:+UseG1GC",
+            "-Djava.io.tmpdir=${OPENSEARCH_TMPDIR}",
+            f"-XX:ErrorFile={logs}/hs_err_pid%p.log",
+            "18-:-Djava.security.manager=allow",
+            "20-:--add-modules=jdk.incubator.vector",
+            "-Djava.util.concurrent.ForkJoinPool.common.threadFactory="
+            "org.opensearch.secure_sm.SecuredForkJoinWorkerThreadFactory",
+            "",
+        ]
+    )
+
+
+def _opensearch_health(url: str) -> str:
+    info = _http_json(url)
+    health = _http_json(f"{url}/_cluster/health")
+    plugins = _http_json(f"{url}/_cat/plugins?format=json")
+    assert isinstance(info, dict) and isinstance(health, dict) and isinstance(plugins, list)
+    if health.get("status") not in ("green", "yellow"):
+        raise RuntimeError(f"cluster status {health.get('status')}")
+    names = sorted({p["component"] for p in plugins})
+    return f"OpenSearch {info['version']['number']}, cluster {health['status']}, plugins: {', '.join(names)}"
+
+
 # ---------------------------------------------------------------------------------------------------- Kafka
+
+_KAFKA_LOG4J = (
+    "log4j.rootLogger=INFO, stdout\n"
+    "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+    "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+    "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+    "log4j.logger.kafka=INFO\nlog4j.logger.org.apache.kafka=WARN\n"
+)
 
 
 def kafka(cfg: Config) -> ServerSpec:
@@ -148,64 +159,10 @@ def kafka(cfg: Config) -> ServerSpec:
 
     def prepare() -> None:
         data.mkdir(parents=True, exist_ok=True)
-        props.write_text(
-            "\n".join(
-                [
-                    "# written by `vectorlake stack up` from the config; edits are overwritten",
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{host}:{cport}",
-                    f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
-                    f"advertised.listeners=PLAINTEXT://{host}:{port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    f"log.dirs={data}",
-                    f"num.partitions={cfg.kafka.partitions}",
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "auto.create.topics.enable=true",
-                    "",
-                ]
-            )
-        )
-        log4j.write_text(
-            "log4j.rootLogger=INFO, stdout\n"
-            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
-            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
-            "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-            "log4j.logger.kafka=INFO\nlog4j.logger.org.apache.kafka=WARN\n"
-        )
+        props.write_text(_kafka_properties(cfg, data))
+        log4j.write_text(_KAFKA_LOG4J)
         if not (data / "meta.properties").exists():
-            cluster_id_file = base / "cluster.id"
-            if not cluster_id_file.exists():
-                # Kafka's own Uuid text form: url-safe base64 of 16 random bytes, unpadded
-                cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
-            subprocess.run(
-                [
-                    java,
-                    *jvm,
-                    *classpath,
-                    KAFKA_STORAGE_TOOL,
-                    "format",
-                    "-t",
-                    cluster_id_file.read_text(),
-                    "-c",
-                    str(props),
-                    "--ignore-formatted",
-                ],
-                check=True,
-                capture_output=True,
-            )
-
-    def health() -> str:
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": f"{host}:{port}", "socket.timeout.ms": 3000})
-        meta = admin.list_topics(timeout=3)
-        return f"Kafka KRaft, {len(meta.brokers)} broker(s), {len(meta.topics)} topic(s)"
+            _format_kafka_storage([java, *jvm, *classpath], base / "cluster.id", props)
 
     return ServerSpec(
         name="kafka",
@@ -217,10 +174,64 @@ def kafka(cfg: Config) -> ServerSpec:
         workdir=base,
         log_path=base / "kafka.log",
         pid_path=base / "kafka.pid",
-        health=health,
+        health=lambda: _kafka_health(f"{host}:{port}"),
         prepare=prepare,
         installed=lambda: any(libs.glob("kafka_2.13-*.jar")),
     )
+
+
+def _kafka_properties(cfg: Config, data: Path) -> str:
+    host, port, cport = cfg.stack.host, cfg.kafka.port, cfg.kafka.controller_port
+    return "\n".join(
+        [
+            "# written by `vectorlake stack up` from the config; edits are overwritten",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{cport}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={data}",
+            f"num.partitions={cfg.kafka.partitions}",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "",
+        ]
+    )
+
+
+def _format_kafka_storage(java_command: list[str], cluster_id_file: Path, props: Path) -> None:
+    """Format the KRaft log directory once, with a cluster id kept beside it across re-formats."""
+    if not cluster_id_file.exists():
+        # Kafka's own Uuid text form: url-safe base64 of 16 random bytes, unpadded
+        cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    subprocess.run(
+        [
+            *java_command,
+            KAFKA_STORAGE_TOOL,
+            "format",
+            "-t",
+            cluster_id_file.read_text(),
+            "-c",
+            str(props),
+            "--ignore-formatted",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _kafka_health(bootstrap: str) -> str:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000})
+    meta = admin.list_topics(timeout=3)
+    return f"Kafka KRaft, {len(meta.brokers)} broker(s), {len(meta.topics)} topic(s)"
 
 
 # ------------------------------------------------------------------------------------------------- moto S3
