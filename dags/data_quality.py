@@ -22,14 +22,9 @@ from dag_common import DEFAULT_ARGS, START_DATE
 
 log = logging.getLogger(__name__)
 
-LAYERS = {
-    "bronze": ["bronze_listing_changes", "bronze_media", "bronze_seller_policy"],
-    "silver": ["silver_listings"],
-    "embeddings": ["embeddings"],
-}
 
-
-def _check(suites: list[str], write_baseline: bool = False) -> list[str]:
+def _check(layer: str, write_baseline: bool = False) -> list[str]:
+    """Run the suites of one lake layer (`vectorlake.ops.quality.SUITES_BY_LAYER`, the one list of them)."""
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -37,6 +32,7 @@ def _check(suites: list[str], write_baseline: bool = False) -> list[str]:
     from vectorlake.ops import quality
 
     run_id = str(get_current_context()["run_id"])
+    suites = list(quality.SUITES_BY_LAYER[layer])
     report = quality.run(load_config(), suites, write_baseline=write_baseline, run_id=run_id)
     lines = report.lines()
     for line in lines:
@@ -66,15 +62,15 @@ def _check(suites: list[str], write_baseline: bool = False) -> list[str]:
 def data_quality() -> None:
     @task
     def bronze() -> list[str]:
-        return _check(LAYERS["bronze"])
+        return _check("bronze")
 
     @task
     def silver() -> list[str]:
-        return _check(LAYERS["silver"])
+        return _check("silver")
 
     @task
     def embeddings(params: dict[str, object] | None = None) -> list[str]:
-        return _check(LAYERS["embeddings"], bool((params or {}).get("write_baseline", False)))
+        return _check("embeddings", bool((params or {}).get("write_baseline", False)))
 
     bronze()
     silver()

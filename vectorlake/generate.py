@@ -16,6 +16,7 @@ arrive before their listing, suppressed sellers and poison lines whose reasons a
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import itertools
@@ -31,8 +32,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vectorlake.config import PROJECT_ROOT
 from vectorlake.contracts import CONTRACTS, KINDS, MAX_DESCRIPTION_BYTES
-from vectorlake.errors import VectorlakeError
+from vectorlake.errors import ConfigError, VectorlakeError
 
 if TYPE_CHECKING:  # faker, numpy and PIL load only when a catalog is made, not for `vectorlake --help`
     from faker import Faker
@@ -59,7 +61,11 @@ _SECOND, _MINUTE, _HOUR = 1000, 60_000, 3_600_000
 _MAX_LATE = 6 * _HOUR  # no event, duplicates included, is emitted later than this after its event_ts
 _HORIZON = 24 * _HOUR  # listings are created in the first 60% of it; follow-ups spread over all of it
 _QUERIES = 30
-_TAXONOMY = {  # category id -> the faker_commerce products filed under it
+# The categories are the reference taxonomy's (`reference.categories` in conf/base.yaml): a listing is
+# filed under one of its leaf categories. What the generator adds is where faker_commerce's products go:
+# leaf category id -> the products filed under it (`_leaf_categories` checks the ids against the CSV).
+CATEGORIES_CSV = PROJECT_ROOT / "conf" / "reference" / "categories.csv"
+_TAXONOMY = {
     "cat-furniture-chairs": "Chair",
     "cat-furniture-tables": "Table",
     "cat-automotive-cars": "Car",
@@ -77,6 +83,28 @@ _TAXONOMY = {  # category id -> the faker_commerce products filed under it
     "cat-grocery-prepared": "Pizza Salad Chips",
 }
 _CATEGORY = {product: cat for cat, products in _TAXONOMY.items() for product in products.split()}
+
+
+@lru_cache(maxsize=1)
+def _leaf_categories() -> tuple[str, ...]:
+    """The leaf category ids of the reference taxonomy (no category names them as parent), sorted."""
+    try:
+        with CATEGORIES_CSV.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not {"category_id", "parent_id"} <= set(reader.fieldnames or []):
+                raise ConfigError(f"{CATEGORIES_CSV}: expected columns category_id,parent_id,name")
+            rows = list(reader)
+    except OSError as e:
+        raise ConfigError(f"cannot read the category taxonomy {CATEGORIES_CSV}: {e.strerror}") from e
+    parents = {r["parent_id"] for r in rows}
+    leaves = tuple(sorted(r["category_id"] for r in rows if r["category_id"] not in parents))
+    unknown = sorted(set(_TAXONOMY) - set(leaves))
+    if unknown:
+        raise ConfigError(
+            f"generator products are filed under {', '.join(unknown)}, not leaf categories of "
+            f"{CATEGORIES_CSV}: add them there or change `_TAXONOMY` in vectorlake/generate.py"
+        )
+    return leaves
 
 
 @lru_cache(maxsize=3)
@@ -314,7 +342,7 @@ def _partial_update(item: _Listing, rng: random.Random, fake: Faker) -> dict[str
         fields = {"image_ids": list(item.image_ids)}
     elif kind == "category":
         known = _category(item.product)
-        item.category_id = known if item.category_id != known else rng.choice(sorted(_TAXONOMY))
+        item.category_id = known if item.category_id != known else rng.choice(_leaf_categories())
         fields = {"category_id": item.category_id}
     elif kind == "locale":
         fields = {"locale": _fmt_locale(item.locale, rng)}  # same locale, another spelling
@@ -510,73 +538,104 @@ def _noise(recs: list[_Rec], spec: GeneratorSpec, rng: random.Random, new_id: It
     return counts
 
 
-def generate(spec: GeneratorSpec, image_root: str) -> Catalog:
-    """Generate a catalog deterministically from `spec`: same spec and image root, same bytes.
+@dataclass
+class _Events:
+    """The valid events generated so far: each gets the next event id, a rendered time and an emit time."""
 
-    `image_root` is the folder the images will be written to (`write_landing` puts them in
-    `<out_dir>/images`); media events point at `file://<absolute image_root>/<image_id>.jpg`.
-    """
-    from faker import Faker
+    spec: GeneratorSpec
+    rng: random.Random
+    new_id: Iterator[str]
+    recs: list[_Rec] = field(default_factory=list)
 
-    rng = random.Random(spec.seed)  # noqa: S311 -- reproducible test data, not secrets
-    fake = Faker("en_US")
-    fake.seed_instance(spec.seed)
-    new_id = (f"e-{spec.seed}-{n:08d}" for n in itertools.count())
-    root = Path(image_root).absolute()
-    t_start = (spec.start - _EPOCH) // _MS
-    recs: list[_Rec] = []
-    images: dict[str, bytes] = {}
+    def add(
+        self, kind: str, ts: int, head: dict[str, Any], tail: dict[str, Any], delayed: bool = True
+    ) -> None:
+        rng = self.rng
+        body = {"event_id": next(self.new_id), **head, "event_ts": _render_ts(ts, rng), **tail}
+        emit = ts + (_delay(rng, self.spec) if delayed else 0)
+        self.recs.append(_Rec(kind, ts, emit, _dumps(body), body))
 
-    def add(kind: str, ts: int, head: dict[str, Any], tail: dict[str, Any], delayed: bool = True) -> None:
-        body = {"event_id": next(new_id), **head, "event_ts": _render_ts(ts, rng), **tail}
-        recs.append(_Rec(kind, ts, ts + (_delay(rng, spec) if delayed else 0), _dumps(body), body))
 
-    sellers = [f"s-{n:04d}" for n in range(1, spec.sellers + 1)]
+def _seller_events(events: _Events, sellers: list[str], t_start: int) -> None:
+    """Every seller onboarded before the start; some suppressed during the day, every other one reinstated."""
+    rng, spec = events.rng, events.spec
     for sid in sellers:
         ts = t_start - rng.randint(_HOUR, 48 * _HOUR)
-        add("seller_policy", ts, {"seller_id": sid}, {"status": "ACTIVE", "reason": "onboarded"})
+        events.add("seller_policy", ts, {"seller_id": sid}, {"status": "ACTIVE", "reason": "onboarded"})
     for n, sid in enumerate(rng.sample(sellers, round(spec.suppression_rate * len(sellers)))):
         ts = t_start + rng.randint(2 * _HOUR, 18 * _HOUR)
-        add(
+        events.add(
             "seller_policy", ts, {"seller_id": sid}, {"status": "SUPPRESSED", "reason": rng.choice(_SUPPRESS)}
         )
         if n % 2 == 0:  # every other suppressed seller wins an appeal
             ts += rng.randint(30 * _MINUTE, 6 * _HOUR)
-            add("seller_policy", ts, {"seller_id": sid}, {"status": "ACTIVE", "reason": "appeal_accepted"})
+            events.add(
+                "seller_policy", ts, {"seller_id": sid}, {"status": "ACTIVE", "reason": "appeal_accepted"}
+            )
 
+
+def _image_events(
+    events: _Events,
+    item: _Listing,
+    t0: int,
+    photos: tuple[Image.Image, ...],
+    root: Path,
+    images: dict[str, bytes],
+) -> None:
+    """The media events of a listing created at ``t0``; the JPEGs they point at go into ``images``."""
+    rng, spec = events.rng, events.spec
+    for image_id in item.image_ids:
+        if rng.random() < 0.03:  # named by the listing, never uploaded
+            continue
+        before = rng.random() < spec.image_before_listing_rate
+        ts = t0 - rng.randint(_MINUTE, 30 * _MINUTE) if before else t0 + rng.randint(_SECOND, 2 * _HOUR)
+        # Every image of a product starts from the same photo: similar products look alike.
+        photo = photos[_words("product").index(item.product) % len(photos)]
+        images[image_id] = jpeg = _render_image(photo, rng, spec.image_size)
+        head = {"listing_id": item.listing_id, "image_id": image_id}
+        url = f"file://{root / f'{image_id}.jpg'}"
+        events.add(
+            "media",
+            ts,
+            head,
+            {"op": "ADDED", "url": url, "sha256": hashlib.sha256(jpeg).hexdigest()},
+            not before,
+        )
+        if rng.random() < 0.05:
+            events.add(
+                "media", ts + rng.randint(10 * _MINUTE, 12 * _HOUR), head, {"op": "REMOVED", "url": url}
+            )
+
+
+def _listing_events(
+    events: _Events, fake: Faker, sellers: list[str], t_start: int, root: Path
+) -> dict[str, bytes]:
+    """Each listing's media events and change timeline; returns the images (image id -> JPEG)."""
+    rng, spec = events.rng, events.spec
+    images: dict[str, bytes] = {}
     budget = max(0, spec.events - spec.listings)  # follow-up events still to hand out
     p_del = min(1.0, spec.delete_rate * spec.events / budget) if budget else 0.0
     photos = _photos() if spec.image_rate > 0 else ()
     for n in range(spec.listings):
         item = _new_listing(n + 1, rng, fake, sellers, spec)
         t0 = t_start + rng.randrange(int(0.6 * _HORIZON))
-        for image_id in item.image_ids:
-            if rng.random() < 0.03:  # named by the listing, never uploaded
-                continue
-            before = rng.random() < spec.image_before_listing_rate
-            ts = t0 - rng.randint(_MINUTE, 30 * _MINUTE) if before else t0 + rng.randint(_SECOND, 2 * _HOUR)
-            # Every image of a product starts from the same photo: similar products look alike.
-            photo = photos[_words("product").index(item.product) % len(photos)]
-            images[image_id] = jpeg = _render_image(photo, rng, spec.image_size)
-            head = {"listing_id": item.listing_id, "image_id": image_id}
-            url = f"file://{root / f'{image_id}.jpg'}"
-            add(
-                "media",
-                ts,
-                head,
-                {"op": "ADDED", "url": url, "sha256": hashlib.sha256(jpeg).hexdigest()},
-                not before,
-            )
-            if rng.random() < 0.05:
-                add("media", ts + rng.randint(10 * _MINUTE, 12 * _HOUR), head, {"op": "REMOVED", "url": url})
+        _image_events(events, item, t0, photos, root, images)
         n_follow = min(budget, round(budget / (spec.listings - n) * rng.uniform(0.0, 2.0)))
         timeline = list(_timeline(item, rng, fake, spec, t0, n_follow, p_del))
         budget -= min(budget, len(timeline) - 1)  # a listing deleted for good passes its unused share on
         for ts, op, fields in timeline:
-            add("listing_changes", ts, {"listing_id": item.listing_id}, {"op": op, **fields})
+            events.add("listing_changes", ts, {"listing_id": item.listing_id}, {"op": op, **fields})
+    return images
 
-    queries = _queries(recs, rng)
-    noise = _noise(recs, spec, rng, new_id)
+
+def _catalog(
+    spec: GeneratorSpec,
+    recs: list[_Rec],
+    images: dict[str, bytes],
+    queries: list[LabelledQuery],
+    noise: Counter[str],
+) -> Catalog:
+    """The catalog of every record, valid or not, in emission order."""
     duplicates = noise.pop("duplicates", 0)
     streams: dict[str, list[bytes]] = {k: [] for k in KINDS}
     order: list[tuple[str, int]] = []
@@ -596,6 +655,27 @@ def generate(spec: GeneratorSpec, image_root: str) -> Catalog:
         spec=spec,
         emission_order=order,
     )
+
+
+def generate(spec: GeneratorSpec, image_root: str) -> Catalog:
+    """Generate a catalog deterministically from `spec`: same spec and image root, same bytes.
+
+    `image_root` is the folder the images will be written to (`write_landing` puts them in
+    `<out_dir>/images`); media events point at `file://<absolute image_root>/<image_id>.jpg`.
+    """
+    from faker import Faker
+
+    rng = random.Random(spec.seed)  # noqa: S311 -- reproducible test data, not secrets
+    fake = Faker("en_US")
+    fake.seed_instance(spec.seed)
+    events = _Events(spec, rng, (f"e-{spec.seed}-{n:08d}" for n in itertools.count()))
+    t_start = (spec.start - _EPOCH) // _MS
+    sellers = [f"s-{n:04d}" for n in range(1, spec.sellers + 1)]
+    _seller_events(events, sellers, t_start)
+    images = _listing_events(events, fake, sellers, t_start, Path(image_root).absolute())
+    queries = _queries(events.recs, rng)
+    noise = _noise(events.recs, spec, rng, events.new_id)
+    return _catalog(spec, events.recs, images, queries, noise)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

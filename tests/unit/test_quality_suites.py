@@ -14,7 +14,7 @@ from vectorlake import contracts
 from vectorlake.config import load_config
 from vectorlake.lake import tables as lake_tables
 from vectorlake.lake.reference import load_reference
-from vectorlake.ops import quality
+from vectorlake.ops import drift, quality
 
 DIM = 8
 MODEL = "vectorlake-text-encoder/3"
@@ -248,14 +248,14 @@ def _embeddings(vectors: list[Any], dims: list[int] | None = None) -> pa.Table:
 
 
 def _embedding_check(table: pa.Table, baselines: dict[Any, Any], params: Any, context: Any) -> dict[str, str]:
-    frame, _ = quality.embedding_frame(table, {MODEL: DIM}, baselines)
+    frame, _ = drift.embedding_frame(table, {MODEL: DIM}, baselines)
     suite = quality.load_suite("embeddings")
-    outcomes = quality.check_frame(suite, frame, params, quality.drift_skips(suite, frame), context)
+    outcomes = quality.check_frame(suite, frame, params, drift.drift_skips(suite, frame), context)
     return {o.expectation: o.status for o in outcomes}
 
 
 def test_vector_stats_are_computed_per_row() -> None:
-    stats = quality.vector_stats(
+    stats = drift.vector_stats(
         pa.array([[3.0, 4.0], None, [float("nan"), 1.0], [1.0]], pa.list_(pa.float32()))
     )
     assert stats.vector_dim[0] == 2 and math.isnan(stats.vector_dim[1]) and stats.vector_dim[3] == 1
@@ -271,11 +271,9 @@ def test_embeddings_suite_passes_on_unit_vectors_and_says_drift_is_skipped_witho
     statuses = _embedding_check(good, {}, params, context)
     assert _failed(statuses) == set()
     assert statuses["expect_column_values_to_be_between(mean_shift)"] == "skipped"
-    frame, current = quality.embedding_frame(good, {MODEL: DIM}, {})
+    frame, current = drift.embedding_frame(good, {MODEL: DIM}, {})
     suite = quality.load_suite("embeddings")
-    assert "no baseline for vectorlake-text-encoder/3" in next(
-        iter(quality.drift_skips(suite, frame).values())
-    )
+    assert "no baseline for vectorlake-text-encoder/3" in next(iter(drift.drift_skips(suite, frame).values()))
     baseline = current[0]
     assert (baseline.model_version, baseline.dim, baseline.rows) == (MODEL, DIM, 50)
     statuses = _embedding_check(good, {(MODEL, "text"): baseline}, params, context)
@@ -315,7 +313,7 @@ def test_embeddings_suite_catches_a_wrong_stored_dim(params: dict[str, Any], con
 
 def test_embeddings_suite_catches_a_drifted_distribution(params: dict[str, Any], context: Any) -> None:
     rng = np.random.default_rng(4)
-    before = quality.baseline_of(MODEL, "text", _unit(rng, 400, np.eye(DIM)[0]))
+    before = drift.baseline_of(MODEL, "text", _unit(rng, 400, np.eye(DIM)[0]))
     same = _embedding_check(
         _embeddings(list(_unit(rng, 400, np.eye(DIM)[0]))), {(MODEL, "text"): before}, params, context
     )
@@ -323,7 +321,7 @@ def test_embeddings_suite_catches_a_drifted_distribution(params: dict[str, Any],
     moved = _unit(rng, 400, 0.6 * np.eye(DIM)[0] + 0.8 * np.eye(DIM)[1])
     drifted = _embedding_check(_embeddings(list(moved)), {(MODEL, "text"): before}, params, context)
     assert _failed(drifted) == {"expect_column_values_to_be_between(mean_shift)"}
-    assert quality.mean_shift(moved, before) > params["max_mean_shift"]
+    assert drift.mean_shift(moved, before) > params["max_mean_shift"]
 
 
 @pytest.mark.parametrize(
