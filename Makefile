@@ -2,7 +2,7 @@
 #   make setup   install everything (idempotent, cached): .venv, JVM jars, OpenSearch + k-NN
 #   make demo    set up, start the local stack and run the main job on it
 #   make test    set up, lint, start the local stack, run every test, stop the stack (also on failure)
-#   make lint    ruff + mypy + sqlfluff (the dbt models)
+#   make lint    ruff + mypy + import contracts (lint-imports) + sqlfluff (the dbt models)
 #   make bench   run the benchmarks in bench/ (results under bench/results/)
 #   make notebook  run notebooks/search_walkthrough.ipynb against the local stack and check its results
 .DEFAULT_GOAL := help
@@ -27,6 +27,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/sqlfluff lint dbt
 
 bench: setup

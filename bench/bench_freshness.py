@@ -6,7 +6,7 @@
 Needs the local stack (`vectorlake stack up`: OpenSearch and the mlflow registry). About 4 minutes with
 the defaults.
 
-The whole job runs as in production, in this process: ``pipeline.run(spark, cfg, "files", once=False)``
+The whole job runs as in production, in this process: ``stream.run(spark, cfg, "files", once=False)``
 (the ingest query and the embed + index query side by side) in a thread, on a fresh lake under a temporary
 folder and a fresh index alias ``bench-fresh-<pid>``, with ``sources.trigger_interval`` and
 ``embed.trigger_interval`` set to ``--trigger``. The models are registered first (idempotent).
@@ -64,16 +64,14 @@ from typing import TYPE_CHECKING, Any
 
 import benchlib
 
-from vectorlake import pipeline
 from vectorlake.argtypes import OneLineParser, positive_int
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.embed import stage as embed_stage
 from vectorlake.errors import ConfigError
-from vectorlake.index import stream as index_stream
-from vectorlake.lake import stream as ingest_stream
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import freshness
+from vectorlake.pipeline import index_query, ingest_query, stream, supervise
 from vectorlake.spark import build_session
 
 if TYPE_CHECKING:
@@ -94,7 +92,7 @@ CONDITIONS = ("new", "like new", "good", "fair")
 
 def _interval(text: str) -> str:
     try:
-        return ingest_stream.check_interval("interval", text)
+        return supervise.check_interval("interval", text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -121,7 +119,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def library_state() -> dict[str, Any]:
     """The commit, uncommitted changes under vectorlake/ and conf/, and a hash of each module measured."""
     return benchlib.library_state(
-        (pipeline, ingest_stream, index_stream, embed_stage, freshness), ("vectorlake", "conf")
+        (stream, ingest_query, index_query, embed_stage, freshness), ("vectorlake", "conf")
     )
 
 
@@ -439,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def run_job() -> None:
             try:
-                result["totals"] = pipeline.run(
+                result["totals"] = stream.run(
                     spark, cfg, "files", once=False, landing_dir=str(landing), stop=stop
                 )
             except BaseException as e:  # reported by the main thread
@@ -448,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         job = threading.Thread(target=run_job, name="pipeline", daemon=True)
         job.start()
         started = time.monotonic()
-        wanted = {"vectorlake_ingest_files", index_stream.QUERY_NAME}
+        wanted = {"vectorlake_ingest_files", index_query.QUERY_NAME}
         while {q.name for q in spark.streams.active} < wanted:
             if not job.is_alive() or time.monotonic() - started > 300:
                 raise RuntimeError(f"the pipeline did not start: {result.get('error', 'timed out')}")

@@ -57,9 +57,10 @@ from vectorlake import contracts
 from vectorlake.argtypes import OneLineParser, positive_int
 from vectorlake.config import load_config
 from vectorlake.generate import GeneratorSpec, generate
-from vectorlake.lake import ingest, silver
+from vectorlake.lake import silver
 from vectorlake.lake.reference import Reference, load_reference
 from vectorlake.lake.tables import LakeTables, ensure_tables, schemas
+from vectorlake.pipeline import ingest_batch as ingest
 from vectorlake.spark import build_session
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ _INGEST_LINES = Path(ingest.__file__).read_text().splitlines()  # for step label
 
 
 def _ingest_caller() -> inspect.Traceback | None:
-    """The frame in vectorlake/lake/ingest.py that called the wrapped method, if any."""
+    """The frame in vectorlake/pipeline/ingest_batch.py that called the wrapped method, if any."""
     frame = inspect.currentframe()
     while frame is not None:
         if frame.f_code.co_filename == ingest.__file__:
@@ -149,8 +150,8 @@ def _ingest_caller() -> inspect.Traceback | None:
 def instrument_batch_writer(timer: StepTimer, lake_root: Callable[[], str]) -> None:
     """Wrap what BatchWriter calls that runs Spark jobs, so each call is timed under a readable label.
 
-    Only calls made from vectorlake/lake/ingest.py are timed. The library is not changed: the wrappers
-    live in this process only.
+    Only calls made from vectorlake/pipeline/ingest_batch.py are timed. The library is not changed: the
+    wrappers live in this process only.
     """
     from delta.tables import DeltaMergeBuilder, DeltaTable
     from pyspark.sql import DataFrame
@@ -213,7 +214,7 @@ def instrument_batch_writer(timer: StepTimer, lake_root: Callable[[], str]) -> N
                 return _orig(self, *args, **kwargs)
             line = _INGEST_LINES[caller.lineno - 1] if caller.lineno <= len(_INGEST_LINES) else ""
             text = line.split("#")[0].strip()
-            with timer.step(f"{_name} (ingest.py:{caller.lineno}: {text[:40]})"):
+            with timer.step(f"{_name} (ingest_batch.py:{caller.lineno}: {text[:40]})"):
                 return _orig(self, *args, **kwargs)
 
         setattr(ClassicDataFrame, name, wrapped)

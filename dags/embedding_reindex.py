@@ -77,9 +77,9 @@ def embedding_reindex() -> None:
     @task
     def validate(index: str) -> str:
         from vectorlake.config import load_config
-        from vectorlake.ops import lifecycle
+        from vectorlake.ops import gate
 
-        report = lifecycle.validate(load_config(), index)
+        report = gate.validate(load_config(), index)
         if not report.passed:
             # a gate verdict is not a transient error: fail now, no retries, with what failed
             failures = "; ".join(report.failures)

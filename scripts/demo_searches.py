@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 from vectorlake.cli import hit_lines
 from vectorlake.config import Config, load_config
 from vectorlake.errors import VectorlakeError
-from vectorlake.search import Filters, Hit, search
+from vectorlake.query import Filters, Hit, search
 
 
 def timed(label: str, run: Callable[[], list[Hit]]) -> list[Hit]:

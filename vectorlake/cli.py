@@ -50,10 +50,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
-from vectorlake.argtypes import OneLineParser, positive_float, positive_int
+from vectorlake.argtypes import OneLineParser, iso_time, positive_float, positive_int
 from vectorlake.config import Config, load_config
 from vectorlake.errors import VectorlakeError
 
@@ -115,18 +114,17 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _stream(cfg: Config, args: argparse.Namespace) -> int:
-    from vectorlake import pipeline
-    from vectorlake.lake import stream
+    from vectorlake.pipeline import ingest_query, stream
     from vectorlake.spark import build_session
 
-    stream.validate(cfg, args.source)
+    ingest_query.check_settings(cfg, args.source)
     if args.only != "ingest":
         from vectorlake.embed import registry
 
         registry.resolve(cfg, "text")  # fail fast, before Spark starts, when the models are not registered
         registry.resolve(cfg, "image")
     spark = build_session(cfg, app_name=f"vectorlake-stream-{args.source}")
-    totals = pipeline.run(spark, cfg, args.source, args.once, args.landing_dir, args.only)
+    totals = stream.run(spark, cfg, args.source, args.once, args.landing_dir, args.only)
     if totals.ingest is not None:
         print(f"ingest: {totals.ingest.line()}")
     if totals.index is not None:
@@ -166,7 +164,7 @@ def _models_show(cfg: Config, args: argparse.Namespace) -> int:
 def _search(cfg: Config, args: argparse.Namespace) -> int:
     import json
 
-    from vectorlake.search import Filters, search
+    from vectorlake.query import Filters, search
 
     filters = Filters(
         category_id=args.category, locale=args.locale, seller_id=args.seller, attributes=dict(args.attr)
@@ -265,7 +263,7 @@ def _warehouse_docs(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _reindex(cfg: Config, args: argparse.Namespace) -> int:
-    from vectorlake.ops import lifecycle, reindex
+    from vectorlake.ops import gate, lifecycle, reindex
     from vectorlake.spark import build_session
 
     if args.generation is None:
@@ -279,7 +277,7 @@ def _reindex(cfg: Config, args: argparse.Namespace) -> int:
     if args.no_validate:
         print(f"not validated: run `vectorlake validate {index}`, then `vectorlake cutover {index}`")
         return 0
-    report = lifecycle.validate(cfg, index)
+    report = gate.validate(cfg, index)
     print(report.text(), end="")
     if not report.passed:
         return 1
@@ -288,9 +286,9 @@ def _reindex(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _validate(cfg: Config, args: argparse.Namespace) -> int:
-    from vectorlake.ops import lifecycle
+    from vectorlake.ops import gate
 
-    report = lifecycle.validate(cfg, args.generation)
+    report = gate.validate(cfg, args.generation)
     print(report.text(), end="")
     return 0 if report.passed else 1
 
@@ -345,16 +343,6 @@ def _backfill(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO-8601 timestamp, got {text!r}") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"add a time zone (e.g. Z) to {text!r}")
-    return value
-
-
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not value.strip():
@@ -363,7 +351,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def _k(text: str) -> int:
-    from vectorlake.search import MAX_K
+    from vectorlake.query import MAX_K
 
     try:
         value = int(text)
@@ -404,7 +392,7 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         )
     p.add_argument(
         "--start",
-        type=datetime.fromisoformat,
+        type=iso_time,
         metavar="ISO",
         help="first event time, with a zone (default: 2026-11-01T00:00:00+00:00)",
     )
@@ -412,8 +400,8 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _add_stream(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from vectorlake.lake.stream import SOURCES
-    from vectorlake.pipeline import ONLY
+    from vectorlake.pipeline.ingest_query import SOURCES
+    from vectorlake.pipeline.stream import ONLY
 
     p = sub.add_parser("stream", help="run the main job: ingest to silver, then embed and index")
     p.add_argument("--source", required=True, choices=SOURCES, help="the landing folder or Kafka")
@@ -434,18 +422,8 @@ def _add_models(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _add_freshness(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-
-    def since(text: str) -> datetime:
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an ISO time with a zone, got {text!r}") from None
-        if value.tzinfo is None:
-            raise argparse.ArgumentTypeError(f"expected an ISO time with a zone, got {text!r}")
-        return value
-
     p = sub.add_parser("freshness", help="how long changes took to become searchable (gold/index_log)")
-    p.add_argument("--since", type=since, metavar="ISO", help="only index writes at or after this time")
+    p.add_argument("--since", type=iso_time, metavar="ISO", help="only index writes at or after this time")
     p.set_defaults(func=_freshness)
 
 
@@ -491,11 +469,11 @@ def _add_generations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p = sub.add_parser("backfill", help="replay a time range of bronze events into silver and/or the index")
     for flag, dest, text in (("--from", "start", "inclusive"), ("--to", "end", "exclusive")):
-        p.add_argument(flag, dest=dest, required=True, type=_timestamp, metavar="TS", help=f"ISO-8601 {text}")
+        p.add_argument(flag, dest=dest, required=True, type=iso_time, metavar="TS", help=f"ISO-8601 {text}")
     p.add_argument("--target", choices=("silver", "index", "both"), default="both", help="default: both")
     p.set_defaults(func=_backfill)
     p = sub.add_parser("deadletters", help="count embed and index dead letters; --retry writes them again")
-    p.add_argument("--since", type=_timestamp, metavar="TS", help="only dead letters recorded at or after TS")
+    p.add_argument("--since", type=iso_time, metavar="TS", help="only dead letters recorded at or after TS")
     p.add_argument("--retry", action="store_true", help="write their listings again from current silver")
     p.set_defaults(func=_dead_letters)
 

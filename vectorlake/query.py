@@ -1,7 +1,7 @@
 """Search the live index: by text, by image, or more like a listing; filters inside the k-NN query.
 
     from vectorlake.config import load_config
-    from vectorlake.search import Filters, search
+    from vectorlake.query import Filters, search
 
     hits = search(load_config(), text="red leather bag", filters=Filters(category_id="bags"), k=5)
 

@@ -24,10 +24,11 @@ import pytest
 
 from tests.e2e.test_index_e2e import drop_alias
 from tests.ports import free_port
-from vectorlake import pipeline, stack
+from vectorlake import stack
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate, write_landing
+from vectorlake.pipeline import stream
 from vectorlake.stack import airflow
 
 # Tiny on purpose: the DAG's spark-submit dominates the run time, not the data.
@@ -103,7 +104,7 @@ def browser_airflow(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     started = False
     try:
         registry.register_all(cfg)
-        totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(landing))
+        totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(landing))
         assert totals.index is not None and totals.index.rejected == 0
         t0 = time.monotonic()
         started = True

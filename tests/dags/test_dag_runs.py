@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_index_e2e import index_documents
-from vectorlake import pipeline
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate, write_landing
 from vectorlake.lake import silver
 from vectorlake.lake.tables import LakeTables
+from vectorlake.pipeline import stream
 
 SPEC = GeneratorSpec(seed=5, listings=40, sellers=6, events=300, suppression_rate=0.2, image_size=(64, 48))
 EVENT_RANGE = {"start": "2026-11-01T00:00:00+00:00", "end": "2026-11-03T00:00:00+00:00"}  # the whole catalog
@@ -56,7 +56,7 @@ def streamed(
     cfg = load_config()
     try:
         registry.register_all(cfg)
-        totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(landing))
+        totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(landing))
         assert totals.index is not None and totals.index.rejected == 0
         yield Streamed(cfg, LakeTables(cfg.lake.root))
     finally:

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 from tests import oracle
-from vectorlake import pipeline
 from vectorlake.config import PROJECT_ROOT, Config, load_config
 from vectorlake.embed import registry
 from vectorlake.embed.encoders import load_image_encoder, load_text_encoder
@@ -30,7 +29,8 @@ from vectorlake.generate import Catalog, GeneratorSpec, generate, write_landing
 from vectorlake.lake import registers
 from vectorlake.lake.reference import Reference, load_reference
 from vectorlake.lake.tables import LakeTables
-from vectorlake.search import Filters, search
+from vectorlake.pipeline import stream
+from vectorlake.query import Filters, search
 
 SPEC = GeneratorSpec(
     seed=7, listings=120, sellers=10, events=1000, suppression_rate=0.3, image_size=(96, 72), late_rate=0.1
@@ -43,7 +43,7 @@ class Indexed:
     env: dict[str, str]
     catalog: Catalog
     tables: LakeTables
-    totals: pipeline.PipelineTotals
+    totals: stream.PipelineTotals
     expected: dict[str, dict[str, Any]]
     all_listings: set[str]
     docs: dict[str, dict[str, Any]]
@@ -99,7 +99,7 @@ def indexed(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[In
     env = _env(tmp, f"t-e2e-{os.getpid()}")
     cfg = load_config(environ=env)
     registry.register_all(cfg)
-    totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
+    totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
     tables = LakeTables(cfg.lake.root)
     reference = load_reference(cfg.reference.categories, cfg.reference.locales)
     states = oracle.bronze_events(spark, tables)

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_index_e2e import drop_alias, index_documents
-from vectorlake import pipeline
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate, write_landing
 from vectorlake.index.client import make_client
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import backfill
+from vectorlake.pipeline import stream
 
 SPEC = GeneratorSpec(seed=5, listings=30, sellers=5, events=200, image_rate=0.0, suppression_rate=0.0)
 
@@ -54,7 +54,7 @@ def lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]
     }
     cfg = load_config(environ=env)
     registry.register_all(cfg)
-    pipeline.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
+    stream.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
     yield Lake(cfg, LakeTables(cfg.lake.root))
     drop_alias(cfg)
 

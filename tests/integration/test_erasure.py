@@ -23,13 +23,14 @@ from typing import Any
 
 import pytest
 
-from vectorlake import pipeline, warehouse
+from vectorlake import warehouse
 from vectorlake.config import PROJECT_ROOT, Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate, write_landing
 from vectorlake.lake import checkpoint
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import erasure, lifecycle, reindex
+from vectorlake.pipeline import stream
 
 SPEC = GeneratorSpec(
     seed=11, listings=16, sellers=4, events=100, suppression_rate=0.0, image_rate=0.6, image_size=(64, 48)
@@ -140,7 +141,7 @@ def stack(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
             )
 
         registry.register_all(cfg)
-        totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(landing))
+        totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(landing))
         assert totals.index is not None and totals.index.rejected == 0
         gen = lifecycle.create_generation(cfg)
         reindex.load(spark, cfg, gen.index)
@@ -359,7 +360,7 @@ def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
 
 
 def test_events_for_an_erased_seller_arriving_later_bring_nothing_back(spark: Any, stack: Stack) -> None:
-    from vectorlake.lake import stream as ingest_stream
+    from vectorlake.pipeline import ingest_query
 
     st, cfg = stack, stack.cfg
     from vectorlake.control import requests_table
@@ -372,15 +373,15 @@ def test_events_for_an_erased_seller_arriving_later_bring_nothing_back(spark: An
         (st.landing / kind / "part-late.jsonl").write_text("".join(line + "\n" for line in lines))
     others_before = _lake_rows(spark, st, mine=False)
 
-    query, writer = ingest_stream.start(spark, cfg, "files", True, str(st.landing))
+    query, writer = ingest_query.start(spark, cfg, "files", True, str(st.landing))
     query.awaitTermination()
     assert query.exception() is None
     assert sum(c.erased for c in writer.counts.values()) == late
     assert sum(c.accepted + c.quarantined for c in writer.counts.values()) == 0
     rows_in = {p.batchId: p.numInputRows for p in query.recentProgress if p.numInputRows}
-    totals = ingest_stream.totals(writer, rows_in)
+    totals = ingest_query.totals(writer, rows_in)
     assert (totals.rows_in, totals.erased, totals.duplicates) == (late, late, 0), totals
-    pipeline.run_index_once(spark, cfg)
+    stream.run_index_once(spark, cfg)
 
     assert all(not rows for rows in _lake_rows(spark, st, mine=True).values())
     assert _lake_rows(spark, st, mine=False) == others_before
@@ -394,7 +395,7 @@ def test_the_checkpoint_reads_the_same_through_hadoop_as_from_the_local_disk(
     readers see the same real checkpoint (file://), and it has read silver/listings to the end."""
     from delta.tables import DeltaTable
 
-    from vectorlake.index.stream import checkpoint_path
+    from vectorlake.pipeline.index_query import checkpoint_path
 
     local_path = checkpoint_path(stack.cfg)
     local = checkpoint.LocalCheckpoint(local_path)

@@ -19,12 +19,11 @@ from PIL import Image
 
 from tests import oracle
 from tests.e2e.test_index_e2e import drop_alias, index_documents
-from vectorlake import pipeline
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate
-from vectorlake.index import stream as index_stream
 from vectorlake.lake.tables import LakeTables
+from vectorlake.pipeline import index_query, stream
 
 
 def _cfg(tmp: Path, alias: str, **overrides: str) -> Config:
@@ -135,8 +134,8 @@ def test_only_relevant_changes_reach_the_models(spark: Any, tmp_path: Path, alia
     images.mkdir()
     url1, url2 = _jpeg((200, 30, 30), images / "i1.jpg"), _jpeg((30, 30, 200), images / "i2.jpg")
 
-    def run(only: pipeline.Only = "all") -> pipeline.IndexTotals:
-        totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(landing.root), only=only)
+    def run(only: stream.Only = "all") -> stream.IndexTotals:
+        totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(landing.root), only=only)
         assert totals.index is not None and totals.index.rejected == 0
         return totals.index
 
@@ -186,7 +185,7 @@ def test_only_relevant_changes_reach_the_models(spark: Any, tmp_path: Path, alia
     assert back["L1"]["image_vector"] == after_image["L1"]["image_vector"]
 
     # a full replay of the change feed (the index query's checkpoint is gone): no model call, same index
-    shutil.rmtree(index_stream.checkpoint_path(cfg))
+    shutil.rmtree(index_query.checkpoint_path(cfg))
     replay = run(only="index")
     assert (replay.text_model_calls, replay.image_model_calls, replay.listings) == (0, 0, 3)
     again, again_versions = index_documents(cfg)
@@ -212,7 +211,7 @@ def test_an_unreachable_image_is_dead_lettered_and_the_listing_indexed_by_text(
             _media("M2", "bad", 1_100, f"file://{tmp_path}/bad.jpg"),
         ],
     )
-    totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(landing.root)).index
+    totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(landing.root)).index
     assert totals is not None and totals.image_failures == 2
     docs, _ = index_documents(cfg)
     assert set(docs) == {"M1", "M2"} and all(
@@ -265,7 +264,7 @@ def test_an_opensearch_outage_mid_stream(spark: Any, tmp_path: Path, unique_name
     stop = threading.Event()
     thread: threading.Thread | None = None
     try:
-        pipeline.run(spark, ref_cfg, "files", once=True, landing_dir=str(ref_landing.root))
+        stream.run(spark, ref_cfg, "files", once=True, landing_dir=str(ref_landing.root))
         want, want_versions = index_documents(ref_cfg)
         want_silver = oracle.silver_rows(spark, LakeTables(ref_cfg.lake.root))
         assert len(want) > 10
@@ -276,7 +275,7 @@ def test_an_opensearch_outage_mid_stream(spark: Any, tmp_path: Path, unique_name
 
         def job() -> None:
             try:
-                result["totals"] = pipeline.run(
+                result["totals"] = stream.run(
                     spark, cfg, "files", once=False, landing_dir=str(landing.root), stop=stop
                 )
             except BaseException as e:  # reported by the test thread

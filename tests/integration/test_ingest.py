@@ -25,9 +25,9 @@ from tests import oracle
 from vectorlake.config import PROJECT_ROOT, Config, load_config
 from vectorlake.contracts import KINDS
 from vectorlake.generate import Catalog, GeneratorSpec, generate, send_kafka, write_landing
-from vectorlake.lake import stream
 from vectorlake.lake.reference import load_reference
 from vectorlake.lake.tables import LakeTables
+from vectorlake.pipeline import ingest_query as stream
 
 SPEC = GeneratorSpec(
     seed=11, listings=150, sellers=12, events=1500, suppression_rate=0.25, image_size=(64, 48)

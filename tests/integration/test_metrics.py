@@ -1,6 +1,6 @@
 """Stream metrics, their Prometheus endpoint and `vectorlake status` on the real stack.
 
-A small generated catalog runs through `pipeline.run(..., once=True)` in several micro-batches; the metrics
+A small generated catalog runs through `stream.run(..., once=True)` in several micro-batches; the metrics
 table must then hold one row per batch with data per stream whose numbers equal what the streams reported
 and what the lake tables hold (lag recomputed with numpy from gold/index_log), a replayed batch must leave
 the table as it was, the HTTP endpoint must serve those numbers, and `vectorlake status` must name each
@@ -22,13 +22,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_index_e2e import drop_alias
 from tests.ports import free_port
-from vectorlake import cli, pipeline
+from vectorlake import cli
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import Catalog, GeneratorSpec, generate, write_landing
 from vectorlake.index.client import make_client
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import metrics
+from vectorlake.pipeline import stream
 
 SPEC = GeneratorSpec(seed=11, listings=20, sellers=4, events=120, image_rate=0.2, suppression_rate=0.0)
 
@@ -39,7 +40,7 @@ class Run:
     env: dict[str, str]
     tables: LakeTables
     catalog: Catalog
-    totals: pipeline.PipelineTotals
+    totals: stream.PipelineTotals
     landing: Path
 
 
@@ -68,7 +69,7 @@ def run(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     }
     cfg = load_config(environ=dict(os.environ) | env)
     registry.register_all(cfg)
-    totals = pipeline.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
+    totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
     yield Run(cfg, env, LakeTables(cfg.lake.root), catalog, totals, tmp / "landing")
     drop_alias(cfg)
 
@@ -133,10 +134,10 @@ def test_a_replayed_batch_leaves_the_metrics_as_they_were(spark: Any, run: Run) 
     before = sorted(
         _rows(run.tables.stream_metrics), key=lambda r: (r["stream"], r["query_id"], r["batch_id"])
     )
-    for stream in ("ingest_files", "index"):  # as if the job died before committing its last batch with data
-        last = max(r["batch_id"] for r in before if r["stream"] == stream)
-        _forget(Path(run.cfg.checkpoint_root) / ("index" if stream == "index" else stream), last)
-    again = pipeline.run(spark, run.cfg, "files", once=True, landing_dir=str(run.landing))
+    for name in ("ingest_files", "index"):  # as if the job died before committing its last batch with data
+        last = max(r["batch_id"] for r in before if r["stream"] == name)
+        _forget(Path(run.cfg.checkpoint_root) / ("index" if name == "index" else name), last)
+    again = stream.run(spark, run.cfg, "files", once=True, landing_dir=str(run.landing))
     assert again.ingest is not None and again.ingest.batches == 1  # the batch did run again
     assert again.index is not None and again.index.batches == 1
     after = sorted(
@@ -159,9 +160,9 @@ def test_the_endpoint_serves_the_table_in_prometheus_text(run: Run) -> None:
         for s in family.samples
     }
     table = _rows(run.tables.stream_metrics)
-    for stream in ("ingest_files", "index"):
-        mine = [r for r in table if r["stream"] == stream]
-        label = (("stream", stream),)
+    for name in ("ingest_files", "index"):
+        mine = [r for r in table if r["stream"] == name]
+        label = (("stream", name),)
         assert samples[("vectorlake_stream_batches_total", label)] == len(mine)
         assert samples[("vectorlake_stream_rows_total", label)] == sum(r["rows"] for r in mine)
         last = max(mine, key=lambda r: r["finished_at"])

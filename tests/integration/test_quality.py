@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_index_e2e import drop_alias
-from vectorlake import control, pipeline
+from vectorlake import control
 from vectorlake.cli import main
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate, write_landing
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import quality
+from vectorlake.pipeline import stream
 
 SPEC = GeneratorSpec(seed=11, listings=30, sellers=5, events=200, image_rate=0.0, suppression_rate=0.0)
 
@@ -45,7 +46,7 @@ def lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]
         patch.setenv(key, value)  # `main` loads the config from the environment, as the command does
     cfg = load_config()
     registry.register_all(cfg)
-    pipeline.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
+    stream.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
     yield Lake(cfg, LakeTables(cfg.lake.root))
     drop_alias(cfg)
     patch.undo()

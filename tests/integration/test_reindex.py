@@ -28,7 +28,7 @@ import pytest
 
 from tests.e2e.test_index_e2e import index_documents
 from tests.integration.test_index_stream import Landing
-from vectorlake import control, pipeline
+from vectorlake import control
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.embed.encoders import load_text_encoder
@@ -39,7 +39,8 @@ from vectorlake.index import generations
 from vectorlake.index.client import make_client
 from vectorlake.index.search import Filters, search_vector
 from vectorlake.lake.tables import LakeTables
-from vectorlake.ops import lifecycle, reindex
+from vectorlake.ops import gate, lifecycle, reindex
+from vectorlake.pipeline import stream
 
 SPEC = GeneratorSpec(seed=11, listings=50, sellers=6, events=300, image_size=(64, 48), poison_rate=0.0)
 
@@ -145,7 +146,7 @@ def stack(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
     }
     cfg = load_config(environ=env)
     registry.register_all(cfg)
-    pipeline.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
+    stream.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
     base = registry.resolve(cfg, "text")
     v2 = registry.register_folder(cfg, "text", variant(base.path, tmp / "v2", 1e-4, 1), "test:perturbed")
     broken = registry.register_folder(cfg, "text", variant(base.path, tmp / "v3", None, 2), "test:random")
@@ -165,7 +166,7 @@ def stack(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
 
     def job() -> None:
         try:
-            pipeline.run(spark, cfg, "files", once=False, landing_dir=str(tmp / "landing"), stop=stop)
+            stream.run(spark, cfg, "files", once=False, landing_dir=str(tmp / "landing"), stop=stop)
         except BaseException as e:  # reported by the test, not lost in the thread
             errors.append(e)
 
@@ -226,7 +227,7 @@ def test_reindex_under_load_cutover_and_rollback(stack: Stack, spark: Any) -> No
 
     _wait("the stream to write the changes to both generations", changes_everywhere, 240)
 
-    report = lifecycle.validate(cfg)
+    report = gate.validate(cfg)
     assert report.passed, report.text()
     assert {c.name for c in report.checks} == {
         "count_parity",
@@ -306,7 +307,7 @@ def test_reindex_under_load_cutover_and_rollback(stack: Stack, spark: Any) -> No
 def test_a_broken_model_fails_the_gate_and_cannot_go_live(
     stack: Stack, spark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vectorlake.index.stream import IndexWriter
+    from vectorlake.pipeline.publish import IndexWriter
 
     cfg = stack.cfg
     gen = lifecycle.create_generation(cfg, text_version=stack.text_broken)
@@ -330,7 +331,7 @@ def test_a_broken_model_fails_the_gate_and_cannot_go_live(
     docs, versions = _docs(cfg, gen.index)
     served = {lid: r for lid, r in _silver(cfg).items() if r["served"]}
     assert set(docs) == set(served) and all(versions[lid] == r["version"] for lid, r in served.items())
-    report = lifecycle.validate(cfg, gen.index)
+    report = gate.validate(cfg, gen.index)
     assert not report.passed
     failed = {line.split(":", 1)[0] for line in report.failures}
     assert "relevance" in failed, report.text()

@@ -28,11 +28,12 @@ import pandas as pd
 import pytest
 
 from tests.e2e.test_index_e2e import drop_alias
-from vectorlake import pipeline, warehouse
+from vectorlake import warehouse
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate, write_landing
 from vectorlake.lake.tables import LakeTables
+from vectorlake.pipeline import stream
 
 SPEC = GeneratorSpec(
     seed=23,
@@ -131,7 +132,7 @@ def _add_erasures(cfg: Config, t0: datetime) -> None:
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
 
-    from vectorlake.ops.erasure_stores import subject_hash
+    from vectorlake.lake.tombstones import subject_hash
 
     tables = LakeTables(cfg.lake.root)
     h = timedelta(hours=1)
@@ -177,7 +178,7 @@ def history(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hi
     cfg = load_config(environ=env)
     try:
         registry.register_all(cfg)
-        pipeline.run(spark, cfg, "files", once=True, landing_dir=str(landing))
+        stream.run(spark, cfg, "files", once=True, landing_dir=str(landing))
         first = _round(cfg, warehouse.build(cfg))
 
         # round two, newer than anything before: new titles for some served listings and a DELETE of
@@ -205,7 +206,7 @@ def history(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hi
         )
         t0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
         _add_erasures(cfg, t0)
-        pipeline.run(spark, cfg, "files", once=True, landing_dir=str(landing))
+        stream.run(spark, cfg, "files", once=True, landing_dir=str(landing))
         second = _round(cfg, warehouse.build(cfg))
         yield History(
             cfg=cfg,

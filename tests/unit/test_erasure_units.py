@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from vectorlake.lake.tombstones import Match, row_condition, subject_hash
 from vectorlake.ops import erasure
-from vectorlake.ops.erasure_stores import (
-    Match,
-    landing_erase,
-    landing_scan,
-    row_condition,
-    snowflake_statements,
-    subject_hash,
-)
+from vectorlake.ops.erasure_stores import landing_erase, landing_scan, snowflake_statements
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

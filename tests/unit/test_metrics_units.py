@@ -13,12 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from vectorlake import control
 from vectorlake.config import load_config
 from vectorlake.errors import ConfigError
-from vectorlake.index.stream import IndexCounts
-from vectorlake.lake.ingest import BatchCounts
 from vectorlake.lake.tables import STREAM_METRIC_COLUMNS, LakeTables
 from vectorlake.ops import metrics
 from vectorlake.ops.metrics import GenerationDocs, Lag
 from vectorlake.ops.status import Status, StreamProgress
+from vectorlake.pipeline import batch_metrics
+from vectorlake.pipeline.batch_metrics import BatchCounts, IndexCounts
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -46,12 +46,14 @@ def _index_counts(batch_id: int, applied: int, lag: tuple[float, float, float] |
 
 def _rows() -> list[dict[str, Any]]:
     return [
-        metrics.ingest_row("ingest_files", "q1", 0, T0, 2.0, 100, BatchCounts(0, 90, 4, 30, 2.0, erased=1)),
-        metrics.ingest_row(
+        batch_metrics.ingest_row(
+            "ingest_files", "q1", 0, T0, 2.0, 100, BatchCounts(0, 90, 4, 30, 2.0, erased=1)
+        ),
+        batch_metrics.ingest_row(
             "ingest_files", "q1", 1, T0 + timedelta(minutes=1), 3.0, 50, BatchCounts(1, 50, 0, 9, 3.0)
         ),
-        metrics.index_row("i1", _index_counts(0, 20, (10.0, 30.0, 40.0)), T0 + timedelta(minutes=2)),
-        metrics.index_row("i1", _index_counts(1, 0, None), T0 + timedelta(minutes=3)),
+        batch_metrics.index_row("i1", _index_counts(0, 20, (10.0, 30.0, 40.0)), T0 + timedelta(minutes=2)),
+        batch_metrics.index_row("i1", _index_counts(1, 0, None), T0 + timedelta(minutes=3)),
     ]
 
 
@@ -79,7 +81,9 @@ def test_lag_percentiles_interpolate_like_numpy_and_skip_nulls() -> None:
 
 
 def test_ingest_row_counts_duplicates_apart_from_erased_and_holds_no_ids() -> None:
-    row = metrics.ingest_row("ingest_kafka", "q", 7, T0, 2.5, 100, BatchCounts(7, 80, 5, 3, 2.5, erased=4))
+    row = batch_metrics.ingest_row(
+        "ingest_kafka", "q", 7, T0, 2.5, 100, BatchCounts(7, 80, 5, 3, 2.5, erased=4)
+    )
     assert (row["rows"], row["accepted"], row["quarantined"], row["erased"], row["duplicates"]) == (
         100,
         80,
@@ -94,7 +98,7 @@ def test_ingest_row_counts_duplicates_apart_from_erased_and_holds_no_ids() -> No
 
 
 def test_index_row_takes_every_count_from_index_counts() -> None:
-    row = metrics.index_row("i", _index_counts(3, 20, (1.0, 2.0, 3.0)), T0)
+    row = batch_metrics.index_row("i", _index_counts(3, 20, (1.0, 2.0, 3.0)), T0)
     assert row["stream"] == "index" and row["batch_id"] == 3 and row["rows"] == 21
     assert (row["model_calls"], row["cache_hits"], row["index_writes"], row["stale_writes"]) == (8, 7, 20, 1)
     assert (row["retries"], row["embed_dead_letters"], row["index_dead_letters"]) == (1, 1, 2)
@@ -188,8 +192,8 @@ def test_metrics_table_inserts_a_key_once_and_keeps_the_first_row(tmp_path: Path
     table = control.stream_metrics_table(cfg)
     first = _rows()
     table.insert_new(first)
-    replay = metrics.ingest_row("ingest_files", "q1", 1, T0, 9.0, 999, None)  # same key, other numbers
-    table.insert_new([replay, metrics.ingest_row("ingest_files", "q2", 1, T0, 1.0, 5, None)])
+    replay = batch_metrics.ingest_row("ingest_files", "q1", 1, T0, 9.0, 999, None)  # same key, other numbers
+    table.insert_new([replay, batch_metrics.ingest_row("ingest_files", "q2", 1, T0, 1.0, 5, None)])
     rows = metrics.read_rows(cfg, LakeTables(cfg.lake.root).stream_metrics)
     keys = sorted((r["stream"], r["query_id"], r["batch_id"]) for r in rows)
     assert keys == sorted(

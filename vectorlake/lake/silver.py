@@ -16,7 +16,7 @@ The rules are those of `vectorlake.lake.registers` (the pure-Python oracle), wri
   seller it ever named: it never goes down, which the index's external versioning relies on.
 
 Each function takes and returns DataFrames; reading and writing the Delta tables happens in
-`vectorlake.lake.ingest`.
+`vectorlake.pipeline.ingest_batch`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from vectorlake import contracts
 from vectorlake.lake import silver
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 _EVENT_TYPES = contracts.event_columns() | {"source": "string", "received_at": "timestamp"}
 
@@ -333,3 +333,14 @@ def ensure_tables(
         except Exception:  # another job created it between the check and the commit
             if not DeltaTable.is_deltatable(uri, storage_options=options):
                 raise
+
+
+def txn_append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append `df` to the Delta table at `path` once per (app_id, batch_id): a replayed batch is skipped."""
+    (
+        df.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", str(batch_id))
+        .save(path)
+    )

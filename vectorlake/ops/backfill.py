@@ -30,15 +30,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Target = Literal["silver", "index", "both"]
-TARGETS: tuple[Target, ...] = ("silver", "index", "both")
+BackfillTarget = Literal["silver", "index", "both"]
+TARGETS: tuple[BackfillTarget, ...] = ("silver", "index", "both")
 
 
 @dataclass(frozen=True)
 class BackfillResult:
     start: datetime
     end: datetime
-    target: Target
+    target: BackfillTarget
     events: dict[str, int]  # bronze events in the range, per kind
     silver_changed: int | None  # listings whose silver state changed (None: silver not replayed)
     indexed: int | None  # listings written to the index (None: not re-indexed)
@@ -103,14 +103,17 @@ def touched_listings(spark: SparkSession, tables: LakeTables, events: dict[str, 
     )
 
 
-def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, target: Target) -> BackfillResult:
+def run(
+    spark: SparkSession, cfg: Config, start: datetime, end: datetime, target: BackfillTarget
+) -> BackfillResult:
     """Replay [start, end) into silver and/or the index: see the module docstring."""
     from delta.tables import DeltaTable
 
-    from vectorlake.index.stream import IndexWriter, resolve_targets
-    from vectorlake.lake.ingest import BatchWriter
     from vectorlake.lake.reference import load_reference
     from vectorlake.lake.tables import ensure_tables
+    from vectorlake.pipeline.ingest_batch import BatchWriter
+    from vectorlake.pipeline.publish import IndexWriter
+    from vectorlake.pipeline.targets import resolve_targets
 
     check_range(start, end)
     if target not in TARGETS:
@@ -184,8 +187,9 @@ def dead_letters(
         return DeadLetters(since, reasons, len(listing_ids), 0 if retry else None)
     if spark is None:
         raise ValueError("a dead-letter retry writes through Spark: pass a session")
-    from vectorlake.index.stream import IndexWriter, resolve_targets
     from vectorlake.lake.tables import ensure_tables
+    from vectorlake.pipeline.publish import IndexWriter
+    from vectorlake.pipeline.targets import resolve_targets
 
     tables = LakeTables(cfg.lake.root)
     ensure_tables(spark, tables, s3.storage_options(cfg))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,10 +43,10 @@ from vectorlake.lake.checkpoint import (
     reservoir_version,
 )
 from vectorlake.lake.tables import LakeTables
-from vectorlake.ops.erasure_stores import SHA256_HEX, Match, row_condition, subject_hash
+from vectorlake.lake.tombstones import Match, row_condition, subject_hash
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +410,7 @@ def _index_caught_up(spark: SparkSession, cfg: Config, tables: LakeTables) -> bo
     continuously running stream must then not share the checkpoint at that moment (the DAG runs hourly
     between its batches, see the runbook). Without it the vacuum waits for the stream. A checkpoint on an
     object store is read through Hadoop's file system, as the stream itself reads it."""
-    from vectorlake.index.stream import checkpoint_path
+    from vectorlake.pipeline.index_query import checkpoint_path
 
     checkpoint = checkpoint_path(cfg)
     files: CheckpointFiles = (
@@ -429,10 +429,10 @@ def _index_caught_up(spark: SparkSession, cfg: Config, tables: LakeTables) -> bo
     if not cfg.erasure.catch_up_index:
         log.warning("index stream has read silver/listings to %s: vacuum deferred", where)
         return False
-    from vectorlake import pipeline
+    from vectorlake.pipeline import stream
 
     log.info("index stream has read silver/listings to %s: running it once before the vacuum", where)
-    pipeline.run_index_once(spark, cfg)
+    stream.run_index_once(spark, cfg)
     return True
 
 
@@ -491,46 +491,3 @@ def snowflake_sql(cfg: Config, request_id: str) -> list[str]:
 
     _, match = request_match(cfg, request_id)
     return snowflake_statements(match)
-
-
-# --- ingest: tombstones ---------------------------------------------------------------------------------
-
-
-def tombstone_hashes(spark: SparkSession, tables: LakeTables) -> list[str]:
-    """Hashes of erased (or to-be-erased) subjects: every request's subject, and the tombstones."""
-    from delta.tables import DeltaTable
-
-    found: set[str] = set()
-    for path in (tables.erasure_requests, tables.erasure_tombstones):
-        if DeltaTable.isDeltaTable(spark, path):
-            frame = (
-                spark.read.format("delta").load(path).select("subject_hash").where("subject_hash IS NOT NULL")
-            )
-            found |= {r[0] for r in frame.distinct().collect()}
-    invalid = sorted(h for h in found if not SHA256_HEX.fullmatch(h))
-    if invalid:  # matches no id (ids hash to hex digests): skipped, so a bad row cannot stop the ingest
-        log.warning("%d erasure hash(es) are not sha256 hex digests and are ignored", len(invalid))
-    return sorted(found - set(invalid))
-
-
-def mark_erased(batch: DataFrame, hashes: Sequence[str]) -> DataFrame:
-    """``batch`` (parsed events) with a boolean ``_erased``: the event names an erased seller or listing.
-
-    Accepted events are matched by their listing_id and seller_id; rejected ones also by the tokens of
-    their raw payload (they would otherwise land in quarantine)."""
-    from pyspark.sql import functions as F
-
-    if not hashes:
-        return batch.withColumn("_erased", F.lit(False))
-    every = frozenset(hashes)
-    ids = row_condition({"listing_id": "string", "seller_id": "string"}, Match(every, every))
-    text = row_condition({"payload_text": "string"}, Match(every, every))
-    assert ids is not None and text is not None
-    return (
-        batch.withColumn("_payload_text", F.col("value").cast("string"))
-        .withColumn(
-            "_erased",
-            F.expr(f"{ids} OR (rejection IS NOT NULL AND {text.replace('payload_text', '_payload_text')})"),
-        )
-        .drop("_payload_text")
-    )

@@ -1,8 +1,9 @@
 """The stores an erasure reaches, each with an ``erase`` and a ``scan`` that match by hash.
 
-A subject is matched by the sha256 of ``"<type>:<id>"`` (`vectorlake.ops.erasure.subject_hash`): a row, line,
-document or object belongs to the subject when the hash of one of its identifiers is in a `Match`. So the
-same code erases (while the ids are known) and proves absence later (when only the hashes are left).
+A subject is matched by the sha256 of ``"<type>:<id>"`` (`vectorlake.lake.tombstones.subject_hash`): a
+row, line, document or object belongs to the subject when the hash of one of its identifiers is in a
+`Match`. So the same code erases (while the ids are known) and proves absence later (when only the
+hashes are left).
 
 Stores: the lake's Delta tables (and, for history, every data and change-data file still on storage), the
 landing files and local images, the S3 image objects (every version), every OpenSearch generation of the
@@ -11,10 +12,8 @@ index family, and the warehouse (DuckDB locally; `snowflake_statements` for prod
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,87 +22,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from vectorlake.config import Config
+from vectorlake.lake.tombstones import Match, hash_in, subject_hash
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
-
-# Tokens of a free-text payload (quarantine, landing lines): ids are made of these characters.
-TOKEN_SEPARATOR = r"[^A-Za-z0-9_.:@-]+"  # noqa: S105 (a regex, not a secret)
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-def subject_hash(subject_type: str, subject_id: str) -> str:
-    """sha256 of ``"<type>:<id>"``, hex: the only form in which a subject is recorded after its erasure."""
-    return hashlib.sha256(f"{subject_type}:{subject_id}".encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Match:
-    """What belongs to a subject: hashed sellers, listings and image URLs."""
-
-    sellers: frozenset[str]
-    listings: frozenset[str]
-    images: frozenset[str] = frozenset()
-
-    def __post_init__(self) -> None:
-        for h in self.sellers | self.listings | self.images:
-            if not SHA256_HEX.fullmatch(h):
-                raise ValueError(f"not a sha256 hex digest: {h!r}")
-
-    def empty(self) -> bool:
-        return not (self.sellers or self.listings)
-
-    def mentions(self, text: str) -> bool:
-        """Whether a free-text payload names one of the subject's sellers or listings (as a whole token)."""
-        for token in re.split(TOKEN_SEPARATOR, text):
-            if token and (
-                subject_hash("seller", token) in self.sellers
-                or subject_hash("listing", token) in self.listings
-            ):
-                return True
-        return False
-
-
-def _in(expr: str, hashes: Iterable[str]) -> str:
-    values = sorted(hashes)
-    if not values:
-        return "false"
-    return f"{expr} IN ({', '.join(repr(h) for h in values)})"
-
-
-def row_condition(columns: Mapping[str, str], match: Match) -> str | None:
-    """Spark SQL selecting the subject's rows of a table with these columns (None: it has no id columns).
-
-    Only validated hex digests are put into the SQL (`Match` checks them), never an id."""
-    parts: list[str] = []
-    if "listing_id" in columns:
-        parts.append(_in("sha2(concat('listing:', listing_id), 256)", match.listings))
-    if "seller_id" in columns:
-        parts.append(_in("sha2(concat('seller:', seller_id), 256)", match.sellers))
-    if "registers" in columns and match.sellers:  # every seller a listing ever named
-        parts.append(
-            "exists(registers.sellers, s -> " + _in("sha2(concat('seller:', s), 256)", match.sellers) + ")"
-        )
-    if "payload_text" in columns:
-        token = (
-            "("
-            + _in("sha2(concat('seller:', t), 256)", match.sellers)
-            + " OR "
-            + _in("sha2(concat('listing:', t), 256)", match.listings)
-            + ")"
-        )
-        # payload_text is null when the bytes are not UTF-8: the raw bytes are searched then
-        text = (
-            "coalesce(payload_text, cast(payload AS string), '')"
-            if "payload" in columns
-            else ("coalesce(payload_text, '')")
-        )
-        parts.append(f"exists(split({text}, '{TOKEN_SEPARATOR}'), t -> {token})")
-    if not parts:
-        return None
-    return "(" + " OR ".join(f"coalesce({p}, false)" for p in parts) + ")"
 
 
 # --- Delta tables -----------------------------------------------------------------------------------
@@ -386,9 +310,9 @@ def _warehouse_tables(con: Any) -> dict[str, list[str]]:
 def _warehouse_condition(columns: Sequence[str], match: Match, sha: str) -> str:
     parts = []
     if "listing_id" in columns:
-        parts.append(_in(sha.format("'listing:' || listing_id"), match.listings))
+        parts.append(hash_in(sha.format("'listing:' || listing_id"), match.listings))
     if "seller_id" in columns:
-        parts.append(_in(sha.format("'seller:' || seller_id"), match.sellers))
+        parts.append(hash_in(sha.format("'seller:' || seller_id"), match.sellers))
     return " OR ".join(f"coalesce({p}, false)" for p in parts) or "false"
 
 

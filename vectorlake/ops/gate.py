@@ -121,7 +121,7 @@ def _count(client: OpenSearch, index: str, query: Mapping[str, Any]) -> int:
 
 def _text_encoder(cfg: Config, label: str) -> Any:
     from vectorlake.embed.encoders import load_text_encoder
-    from vectorlake.index.stream import model_ref
+    from vectorlake.pipeline.targets import model_ref
 
     ref = model_ref(cfg, "text", label.rsplit("/", 1)[1])
     return load_text_encoder(

@@ -145,7 +145,7 @@ def create_generation(
     """
     from vectorlake.embed import registry
     from vectorlake.index import generations
-    from vectorlake.index.stream import generation_meta_for
+    from vectorlake.pipeline.targets import generation_meta_for
 
     text = registry.resolve(cfg, "text", text_version)
     image = registry.resolve(cfg, "image", image_version)
@@ -234,13 +234,6 @@ def record_validation(cfg: Config, index: str, passed: bool, run_id: str, report
             }
         ]
     )
-
-
-def validate(cfg: Config, index: str | None = None) -> Any:
-    """Run the validation gate on the building generation (see `vectorlake.ops.gate`)."""
-    from vectorlake.ops import gate
-
-    return gate.validate(cfg, index)
 
 
 def cutover(cfg: Config, index: str | None = None) -> Swap:

@@ -1,23 +1,12 @@
-"""Per micro-batch metrics of the streaming queries, and their Prometheus exposition.
+"""The Prometheus exposition of the streaming queries' per micro-batch metrics.
 
     vectorlake metrics            print the exposition once
     vectorlake metrics serve      serve it on http://<metrics.host>:<metrics.port>/metrics
 
-``ops/stream_metrics`` gets one row per micro-batch with data of each query, keyed by (stream, query id,
-batch id); it holds counts only, never a listing or seller id. The counts are the ones the queries already
-keep (`vectorlake.lake.ingest.BatchCounts` and the source's input rows from the query progress for ingest,
-`vectorlake.index.stream.IndexCounts` for the index query); the only extra Spark work is one aggregation
-of the index batch's write results for the lag percentiles.
-
-Rows are written with delta-rs as insert-only MERGEs on the key, like the txn appends they sit beside: a
-replayed batch finds its row and leaves it as the first complete run recorded it, so nothing is counted
-twice. The index query records its row inside the batch (before the checkpoint commits it); the ingest
-query's row is recorded by the driver once the batch's progress is reported, because only the progress
-knows how many records the source gave before deduplication.
-
-At scrape time a custom collector reads the table (and the dead-letter tables' row counts from the Delta
-log, and each index generation's document count when OpenSearch answers) and turns it into counters for
-the totals and gauges for the last batch of each stream.
+The rows come from ``ops/stream_metrics``, written by the queries themselves
+(`vectorlake.pipeline.batch_metrics`). At scrape time a custom collector reads the table (and the
+dead-letter tables' row counts from the Delta log, and each index generation's document count when
+OpenSearch answers) and turns it into counters for the totals and gauges for the last batch of each stream.
 """
 
 from __future__ import annotations
@@ -25,22 +14,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from vectorlake.config import Config
-from vectorlake.control import open_dataset, open_delta, stream_metrics_table
-from vectorlake.lake.ingest import BatchCounts
-from vectorlake.lake.tables import STREAM_METRIC_COLUMNS, LakeTables
+from vectorlake.control import open_dataset, open_delta
+from vectorlake.lake.tables import LakeTables
+from vectorlake.pipeline.batch_metrics import INDEX_STREAM
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from vectorlake.index.stream import IndexCounts
-
 log = logging.getLogger(__name__)
 
-INDEX_STREAM = "index"
+__all__ = ["INDEX_STREAM"]
 # the columns summed into a counter per stream: column -> (metric name, help)
 COUNTERS: dict[str, tuple[str, str]] = {
     "rows": ("vectorlake_stream_rows", "records read (ingest) or listings touched (index)"),
@@ -78,91 +65,6 @@ def lag_percentiles(lags_s: Iterable[float | None]) -> Lag:
         return Lag(0, None, None, None)
     p50, p95 = np.percentile(values, [50, 95])
     return Lag(int(values.size), float(p50), float(p95), float(values.max()))
-
-
-def ingest_row(
-    stream: str,
-    query_id: str,
-    batch_id: int,
-    started_at: datetime,
-    duration_s: float,
-    rows_in: int,
-    counts: BatchCounts | None,
-) -> dict[str, Any]:
-    """The metrics row of an ingest micro-batch, from its progress and what the batch writer counted."""
-    if counts is None:  # the batch writer kept no counts for it: zeros, so every record read is a duplicate
-        counts = BatchCounts(batch_id, 0, 0, 0, duration_s)
-    return _row(
-        stream,
-        query_id,
-        batch_id,
-        started_at,
-        duration_s,
-        rows=rows_in,
-        accepted=counts.accepted,
-        duplicates=max(0, counts.duplicates(rows_in)),
-        quarantined=counts.quarantined,
-        erased=counts.erased,
-    )
-
-
-def index_row(query_id: str, counts: IndexCounts, started_at: datetime) -> dict[str, Any]:
-    """The metrics row of an index micro-batch, from its `IndexCounts`."""
-    return _row(
-        INDEX_STREAM,
-        query_id,
-        counts.batch_id,
-        started_at,
-        counts.seconds,
-        rows=counts.listings,
-        model_calls=counts.text_model_calls + counts.image_model_calls,
-        cache_hits=counts.cache_hits,
-        index_writes=counts.applied,
-        stale_writes=counts.stale,
-        retries=counts.retries,
-        embed_dead_letters=counts.image_failures,
-        index_dead_letters=counts.rejected,
-        lag_p50_s=counts.lag_p50_s,
-        lag_p95_s=counts.lag_p95_s,
-        lag_max_s=counts.lag_max_s,
-    )
-
-
-def _row(
-    stream: str, query_id: str, batch_id: int, started_at: datetime, duration_s: float, **values: Any
-) -> dict[str, Any]:
-    from datetime import timedelta
-
-    row: dict[str, Any] = dict.fromkeys(STREAM_METRIC_COLUMNS, None)
-    row.update({c: 0 for c, t in STREAM_METRIC_COLUMNS.items() if t == "bigint"})
-    row.update(
-        stream=stream,
-        query_id=query_id,
-        batch_id=batch_id,
-        started_at=started_at,
-        finished_at=started_at + timedelta(seconds=duration_s),
-        duration_s=float(duration_s),
-        recorded_at=datetime.now(UTC),
-    )
-    unknown = set(values) - set(STREAM_METRIC_COLUMNS)
-    if unknown:
-        raise ValueError(f"not stream metric columns: {sorted(unknown)}")
-    row.update(values)
-    return row
-
-
-@dataclass
-class Recorder:
-    """Writes metrics rows for one streaming query; a failure is logged, never fails the stream."""
-
-    cfg: Config
-    stream: str
-
-    def record(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        try:
-            stream_metrics_table(self.cfg).insert_new(rows)
-        except Exception:  # observability must not stop ingestion or indexing
-            log.warning("could not record %d %s metrics row(s)", len(rows), self.stream, exc_info=True)
 
 
 def read_rows(cfg: Config, path: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:

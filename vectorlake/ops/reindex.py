@@ -59,9 +59,10 @@ def load(spark: SparkSession, cfg: Config, index: str | None = None) -> LoadResu
 
     from vectorlake.index import generations
     from vectorlake.index.client import make_client
-    from vectorlake.index.stream import IndexWriter, target_for
     from vectorlake.lake.tables import ensure_tables
     from vectorlake.ops import lifecycle
+    from vectorlake.pipeline.publish import IndexWriter
+    from vectorlake.pipeline.targets import target_for
 
     began = time.monotonic()
     client = make_client(cfg)

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 from vectorlake import contracts
 from vectorlake.lake import silver
 from vectorlake.lake.reference import Reference
-from vectorlake.lake.tables import LakeTables
+from vectorlake.lake.tables import LakeTables, txn_append
+from vectorlake.lake.tombstones import mark_erased, tombstone_hashes
+from vectorlake.pipeline.batch_metrics import BatchCounts, Recorder
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-    from vectorlake.ops.metrics import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +52,6 @@ def deduplicate(parsed: DataFrame, watermark: str) -> DataFrame:
     )
 
 
-@dataclass(frozen=True)
-class BatchCounts:
-    batch_id: int
-    accepted: int
-    quarantined: int
-    changed_listings: int
-    seconds: float
-    erased: int = 0  # events of erased subjects (tombstones), dropped before quarantine and bronze
-
-    def duplicates(self, rows_in: int) -> int:
-        """Of the ``rows_in`` records the source gave this batch, those dropped as duplicates: every
-        record is accepted, quarantined, erased or a duplicate."""
-        return rows_in - self.accepted - self.quarantined - self.erased
-
-
-def txn_append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
-    """Append `df` to the Delta table at `path` once per (app_id, batch_id): a replayed batch is skipped."""
-    (
-        df.write.format("delta")
-        .mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", str(batch_id))
-        .save(path)
-    )
-
-
 @dataclass
 class BatchWriter:
     """The ``foreachBatch`` function of the ingest query (also usable on a static DataFrame)."""
@@ -86,12 +60,10 @@ class BatchWriter:
     reference: Reference
     app_id: str | None = None  # None: the streaming query's id, which lives in its checkpoint
     counts: dict[int, BatchCounts] = field(default_factory=dict)
-    recorder: Recorder | None = None  # where the driver records each batch's metrics (stream.report)
+    recorder: Recorder | None = None  # where the driver records each batch's metrics (ingest_query.report)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
-
-        from vectorlake.ops.erasure import mark_erased, tombstone_hashes
 
         began = time.monotonic()
         spark = batch.sparkSession
@@ -141,7 +113,6 @@ class BatchWriter:
     ) -> int:
         """Merge the batch into silver; `present` names the kinds that have accepted events."""
         from delta.tables import DeltaTable
-        from pyspark.sql import functions as F
 
         t = self.tables
         for kind, path, keys, deltas in (
@@ -159,7 +130,21 @@ class BatchWriter:
                 .whenNotMatchedInsertAll()
                 .execute()
             )
+        changed = self.changed_listings(spark, events, present)
+        n_changed = int(changed.count())
+        if n_changed == 0:
+            return 0
+        self.write_listings(spark, changed, batch_id, app_id)
+        return n_changed
 
+    def changed_listings(
+        self, spark: SparkSession, events: dict[str, DataFrame], present: set[str]
+    ) -> DataFrame:
+        """The new silver rows of the listings this batch changed, with their old hashes (``_old_state``,
+        ``_old_regs``; null for a new listing), computed once from the table as it was before the batch."""
+        from pyspark.sql import functions as F
+
+        t = self.tables
         current = spark.read.format("delta").load(t.listings)
         listing_deltas = silver.listing_deltas(events["listing_changes"])
         touched = listing_deltas.select("listing_id").union(events["media"].select("listing_id"))
@@ -187,20 +172,24 @@ class BatchWriter:
         old = before.select(
             "listing_id", F.col("state_hash").alias("_old_state"), F.col("reg_hash").alias("_old_regs")
         )
-        changed = (
+        return (
             rows.join(old, "listing_id", "left")
             .where("_old_state IS NULL OR _old_state <> state_hash OR _old_regs <> reg_hash")
             .localCheckpoint(eager=True)  # computed once, from the table as it was before this batch
         )
+
+    def write_listings(self, spark: SparkSession, changed: DataFrame, batch_id: int, app_id: str) -> None:
+        """The version rows of the changed states (a txn append), then the silver/listings MERGE."""
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        t = self.tables
         versions = changed.where("_old_state IS NULL OR _old_state <> state_hash").select(
             *silver.STATE_COLUMNS,
             "state_hash",
             F.lit(batch_id).cast("bigint").alias("batch_id"),
             F.current_timestamp().alias("recorded_at"),
         )
-        n_changed = int(changed.count())
-        if n_changed == 0:
-            return 0
         txn_append(versions, t.listing_versions, app_id, batch_id)
         updates = changed.drop("_old_state", "_old_regs")
         (
@@ -211,4 +200,3 @@ class BatchWriter:
             .whenNotMatchedInsertAll()
             .execute()
         )
-        return n_changed

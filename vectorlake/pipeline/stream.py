@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Literal
 
 from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
-from vectorlake.lake import stream as ingest_stream
+from vectorlake.pipeline import ingest_query
+from vectorlake.pipeline.supervise import failure, on_signals, stop_gracefully
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
-    from vectorlake.index import stream as index_stream
+    from vectorlake.pipeline.publish import IndexWriter
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,11 @@ class IndexTotals:
 
 @dataclass(frozen=True)
 class PipelineTotals:
-    ingest: ingest_stream.StreamTotals | None
+    ingest: ingest_query.StreamTotals | None
     index: IndexTotals | None
 
 
-def _index_totals(writers: list[index_stream.IndexWriter], restarts: int) -> IndexTotals:
+def _index_totals(writers: list[IndexWriter], restarts: int) -> IndexTotals:
     counts = [c for w in writers for c in w.counts.values()]
     return IndexTotals(
         batches=len(counts),
@@ -75,21 +76,11 @@ def _index_totals(writers: list[index_stream.IndexWriter], restarts: int) -> Ind
     )
 
 
-def _failure(query: StreamingQuery, what: str) -> str:
-    error = query.exception()
-    detail = str(error).splitlines()[0] if error is not None else "stopped"
-    # py4j wraps the Python error; keep the part that says what failed
-    for marker in ("IndexUnavailable: ", "VectorlakeError: "):
-        if marker in str(error):
-            detail = str(error).split(marker, 1)[1].splitlines()[0]
-    return f"the {what} stream failed: {detail}"
-
-
 def run_index_once(spark: SparkSession, cfg: Config) -> IndexTotals:
     """Embed and index everything in the silver change feed not yet indexed, then return."""
-    from vectorlake.index import stream as index_stream  # the embedding stage: pandas, models
+    from vectorlake.pipeline import index_query  # the embedding stage: pandas, models
 
-    query, writer = index_stream.start(spark, cfg, once=True)
+    query, writer = index_query.start(spark, cfg, once=True)
     try:
         query.awaitTermination()
     except Exception:  # the reason is reported from query.exception() below
@@ -99,7 +90,7 @@ def run_index_once(spark: SparkSession, cfg: Config) -> IndexTotals:
             query.stop()
     if query.exception() is not None:
         raise VectorlakeError(
-            _failure(query, "index") + "; silver is up to date, run the stream again to index it"
+            failure(query, "index") + "; silver is up to date, run the stream again to index it"
         ) from None
     totals = _index_totals([writer], 0)
     log.info("index done: %s", totals.line())
@@ -109,7 +100,7 @@ def run_index_once(spark: SparkSession, cfg: Config) -> IndexTotals:
 def run(
     spark: SparkSession,
     cfg: Config,
-    source: ingest_stream.Source,
+    source: ingest_query.Source,
     once: bool,
     landing_dir: str | None = None,
     only: Only = "all",
@@ -121,9 +112,9 @@ def run(
             return PipelineTotals(None, run_index_once(spark, cfg))
         return _run_continuous(spark, cfg, source, landing_dir, stop, ingest=False)
     if only == "ingest":
-        return PipelineTotals(ingest_stream.run(spark, cfg, source, once, landing_dir, stop), None)
+        return PipelineTotals(ingest_query.run(spark, cfg, source, once, landing_dir, stop), None)
     if once:
-        totals = ingest_stream.run(spark, cfg, source, True, landing_dir, stop)
+        totals = ingest_query.run(spark, cfg, source, True, landing_dir, stop)
         if stop is not None and stop.is_set():
             return PipelineTotals(totals, None)
         return PipelineTotals(totals, run_index_once(spark, cfg))
@@ -133,64 +124,64 @@ def run(
 def _run_continuous(
     spark: SparkSession,
     cfg: Config,
-    source: ingest_stream.Source,
+    source: ingest_query.Source,
     landing_dir: str | None,
     stop: threading.Event | None,
     ingest: bool,
 ) -> PipelineTotals:
-    from vectorlake.index import stream as index_stream
+    from vectorlake.pipeline import index_query
 
     stop = stop or threading.Event()
-    restore = ingest_stream.on_signals(stop)
-    ingest_query = ingest_writer = None
+    restore = on_signals(stop)
+    ingesting = ingest_writer = None
     if ingest:
-        ingest_query, ingest_writer = ingest_stream.start(spark, cfg, source, False, landing_dir)
-        log.info("ingest from %s started (query %s)", source, ingest_query.id)
-    writers: list[index_stream.IndexWriter] = []
-    index_query: StreamingQuery | None = None
+        ingesting, ingest_writer = ingest_query.start(spark, cfg, source, False, landing_dir)
+        log.info("ingest from %s started (query %s)", source, ingesting.id)
+    writers: list[IndexWriter] = []
+    indexing: StreamingQuery | None = None
     restart_at = 0.0
     restarts = 0
     seen: set[int] = set()
     rows_in: dict[int, int] = {}
     try:
         while not stop.is_set():
-            if index_query is None and time.monotonic() >= restart_at:
+            if indexing is None and time.monotonic() >= restart_at:
                 try:
-                    index_query, writer = index_stream.start(spark, cfg, once=False)
+                    indexing, writer = index_query.start(spark, cfg, once=False)
                     writers.append(writer)
-                    log.info("index query started (query %s)", index_query.id)
+                    log.info("index query started (query %s)", indexing.id)
                 except VectorlakeError as e:  # e.g. OpenSearch unreachable while resolving the generation
                     log.warning(
                         "cannot start the index query: %s; retrying in %.0f s", e, cfg.sink.restart_delay_s
                     )
                     restart_at = time.monotonic() + cfg.sink.restart_delay_s
             time.sleep(0.5)
-            if ingest_query is not None and ingest_writer is not None:
-                ingest_stream.report(ingest_query, ingest_writer, seen, rows_in)
-                if not ingest_query.isActive:
-                    raise VectorlakeError(_failure(ingest_query, "ingest")) from None
-            if index_query is not None and not index_query.isActive:
+            if ingesting is not None and ingest_writer is not None:
+                ingest_query.report(ingesting, ingest_writer, seen, rows_in)
+                if not ingesting.isActive:
+                    raise VectorlakeError(failure(ingesting, "ingest")) from None
+            if indexing is not None and not indexing.isActive:
                 log.warning(
                     "%s; restarting it from its checkpoint in %.0f s",
-                    _failure(index_query, "index"),
+                    failure(indexing, "index"),
                     cfg.sink.restart_delay_s,
                 )
-                index_query = None
+                indexing = None
                 restarts += 1
                 restart_at = time.monotonic() + cfg.sink.restart_delay_s
-        for q in (ingest_query, index_query):
+        for q in (ingesting, indexing):
             if q is not None and q.isActive:
-                ingest_stream.stop_gracefully(q)
-        if ingest_query is not None and ingest_writer is not None:
-            ingest_stream.report(ingest_query, ingest_writer, seen, rows_in)
+                stop_gracefully(q)
+        if ingesting is not None and ingest_writer is not None:
+            ingest_query.report(ingesting, ingest_writer, seen, rows_in)
     finally:
         restore()
-        for q in (ingest_query, index_query):
+        for q in (ingesting, indexing):
             if q is not None and q.isActive:
                 q.stop()
     ingest_totals = None
     if ingest_writer is not None:
-        ingest_totals = ingest_stream.totals(ingest_writer, rows_in)
+        ingest_totals = ingest_query.totals(ingest_writer, rows_in)
         log.info("ingest done: %s", ingest_totals.line())
     totals = _index_totals(writers, restarts)
     log.info("index done: %s", totals.line())

@@ -1,0 +1,141 @@
+"""Which index generations a batch writes, each with its own models: live, building and rollback target.
+
+`resolve_targets` reads the family aliases (``index.alias`` = live, ``<alias>_next`` = building,
+``<alias>_prev`` = the rollback target) and each generation's ``_meta`` (the model versions it was built
+with); the live generation is created, with the champion models, when there is none yet. Used by the index
+query, the reindex (`target_for` one building generation) and the backfill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vectorlake.config import Config
+from vectorlake.embed.registry import ModelRef
+
+
+@dataclass(frozen=True)
+class Target:
+    """A generation the stream writes to: reached through `alias`, embedded with its own models."""
+
+    alias: str  # the family alias it was resolved through (recorded in the index log)
+    index: str  # the generation written
+    text: ModelRef
+    image: ModelRef
+    image_dim: int
+
+
+_REFS: dict[tuple[str, str, str], ModelRef] = {}
+
+
+def model_ref(cfg: Config, role: str, version: str) -> ModelRef:
+    """A registered model version, resolved once per process (a version's files never change)."""
+    from vectorlake.embed import registry
+
+    key = (cfg.mlflow_tracking_uri, role, version)
+    if key not in _REFS:
+        _REFS[key] = registry.resolve(cfg, role, version)
+    return _REFS[key]
+
+
+def _dim(ref: ModelRef) -> int:
+    from vectorlake.embed.encoders import model_dim
+
+    return model_dim(ref.role, ref.path)
+
+
+def target_for(cfg: Config, client: Any, alias: str, index: str) -> Target:
+    """The target for generation `index` (reached through `alias`), with the models its ``_meta`` names."""
+    from vectorlake.index import generations
+
+    meta = generations.generation_meta(client, index)
+    text = model_ref(cfg, "text", generations.model_version(meta, "text"))
+    image = model_ref(cfg, "image", generations.model_version(meta, "image"))
+    dim = meta.get("image_dim")  # recorded at creation; older generations: read from the model
+    return Target(alias, index, text, image, dim if isinstance(dim, int) else _dim(image))
+
+
+def resolve_targets(cfg: Config) -> list[Target]:
+    """The generations to write: live, building and rollback target; the live one is created if none."""
+    from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+    from opensearchpy.exceptions import TransportError
+
+    from vectorlake.errors import IndexUnavailable
+    from vectorlake.index.client import make_client
+
+    client = make_client(cfg)
+    try:
+        return _resolve(cfg, client)
+    except (OpenSearchConnectionError, TransportError) as e:
+        raise IndexUnavailable(
+            f"OpenSearch at {', '.join(cfg.opensearch_hosts)} is not reachable: {e}"
+        ) from e
+    finally:
+        client.close()
+
+
+def generation_meta_for(text: ModelRef, image: ModelRef, cfg: Config) -> dict[str, Any]:
+    """The ``_meta`` of a new generation embedded with `text` and `image`."""
+    return {
+        "text_model": text.label,
+        "image_model": image.label,
+        "text_dim": _dim(text),
+        "image_dim": _dim(image),
+        "fusion": {
+            "text_weight": cfg.embed.fusion.text_weight,
+            "image_weight": cfg.embed.fusion.image_weight,
+        },
+    }
+
+
+def _resolve(cfg: Config, client: Any) -> list[Target]:
+    from vectorlake.embed import registry
+    from vectorlake.index import generations
+
+    found = generations.alias_map(client, cfg.index)
+    if "live" not in found:
+        text = registry.resolve(cfg, "text")
+        image = registry.resolve(cfg, "image")
+        meta = generation_meta_for(text, image, cfg)
+        index = generations.ensure_live_generation(client, cfg, meta["text_dim"], meta["image_dim"], meta)
+        _record_first(cfg, index, meta)
+        found["live"] = index
+    aliases = generations.family(cfg.index)
+    targets: dict[str, Target] = {}
+    for role in ("live", "next", "prev"):
+        behind = found.get(role)
+        if behind is not None and behind not in targets:
+            targets[behind] = target_for(cfg, client, aliases[role], behind)
+    return list(targets.values())
+
+
+def _record_first(cfg: Config, index: str, meta: Mapping[str, Any]) -> None:
+    """Record a generation the stream created itself (no reindex: the first one) as live."""
+    from datetime import UTC, datetime
+
+    from vectorlake import control
+    from vectorlake.index.generations import generation_number
+
+    table = control.generations_table(cfg)
+    if any(r["index"] == index for r in table.rows()):
+        return
+    now = datetime.now(UTC)
+    table.upsert(
+        [
+            {
+                "index": index,
+                "generation": generation_number(cfg.index.alias, index),
+                "alias": cfg.index.alias,
+                "state": "live",
+                "text_model": meta["text_model"],
+                "image_model": meta["image_model"],
+                "text_dim": meta["text_dim"],
+                "image_dim": meta["image_dim"],
+                "created_at": now,
+                "live_at": now,
+                "updated_at": now,
+            }
+        ]
+    )
