@@ -228,6 +228,7 @@ def _kafka(cfg: Config, offset: Mapping[str, Mapping[str, int]]) -> str:
             "security.protocol": cfg.kafka.security_protocol,
             "group.id": "vectorlake-status",
             "enable.auto.commit": False,
+            "log_level": 2,  # Kafka down is reported in the status line, not as librdkafka log lines
         }
     )
     try:

@@ -229,7 +229,8 @@ def _format_kafka_storage(java_command: list[str], cluster_id_file: Path, props:
 def _kafka_health(bootstrap: str) -> str:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000})
+    # log_level 2: a refused connection is this check's answer (the status row), not librdkafka log lines
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000, "log_level": 2})
     meta = admin.list_topics(timeout=3)
     return f"Kafka KRaft, {len(meta.brokers)} broker(s), {len(meta.topics)} topic(s)"
 
