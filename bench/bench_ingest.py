@@ -61,6 +61,7 @@ from vectorlake.lake import silver
 from vectorlake.lake.reference import Reference, load_reference
 from vectorlake.lake.tables import LakeTables, ensure_tables, schemas
 from vectorlake.pipeline import ingest_batch as ingest
+from vectorlake.pipeline.batch_metrics import BatchCounts
 from vectorlake.spark import build_session
 
 if TYPE_CHECKING:
@@ -433,7 +434,7 @@ def run_size(
         cpu = {"ours": 0.0, "baseline": 0.0}
         profile: dict[str, dict[str, float]] = {"ours": defaultdict(float), "baseline": defaultdict(float)}
         load_before = os.getloadavg()[0]
-        counts: list[ingest.BatchCounts] = []
+        counts: list[BatchCounts] = []
         for repeat in range(repeats):
             lakes = folder / f"lakes-{repeat}"
             ours_tables, base_tables = LakeTables(str(lakes / "ours")), LakeTables(str(lakes / "baseline"))

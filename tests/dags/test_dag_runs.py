@@ -207,12 +207,12 @@ def test_a_failing_gate_fails_validate_at_once_and_nothing_cuts_over(
     stand-ins and the Spark job is marked done, so this needs no servers."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from vectorlake.ops import lifecycle
+    from vectorlake.ops import gate, lifecycle
 
     index = "t-gate_g2"
     cutovers: list[str] = []
     monkeypatch.setattr(lifecycle, "create_generation", lambda cfg, t, i: SimpleNamespace(index=index))
-    monkeypatch.setattr(lifecycle, "validate", lambda cfg, idx: FailedGate(idx))
+    monkeypatch.setattr(gate, "validate", lambda cfg, idx: FailedGate(idx))
     monkeypatch.setattr(lifecycle, "cutover", lambda cfg, idx: cutovers.append(idx))
 
     dag = dagbag.get_dag("embedding_reindex")
