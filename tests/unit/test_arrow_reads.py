@@ -163,3 +163,16 @@ def test_dead_letters_are_counted_without_spark(lake_cfg: Config) -> None:
     assert later.listings == 2 and later.reasons["embed_dead_letters"] == {"decode_failed": 1}
     with pytest.raises(ValueError, match="pass a session"):
         backfill.dead_letters(None, lake_cfg, retry=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "uri"),
+    [
+        ("s3a://bucket/lake/silver/listings", "s3://bucket/lake/silver/listings"),
+        ("s3://bucket/lake/silver/listings", "s3://bucket/lake/silver/listings"),
+        ("/data/lake/silver/listings", "/data/lake/silver/listings"),
+        ("file:///data/lake/silver/listings", "file:///data/lake/silver/listings"),
+    ],
+)
+def test_delta_rs_opens_spark_s3a_paths_as_s3(path: str, uri: str) -> None:
+    assert arrow.delta_rs_uri(path) == uri

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     import pyarrow.fs as pa_fs
 
 
+def delta_rs_uri(path: str) -> str:
+    """The URI delta-rs opens for a lake path: Spark's ``s3a://`` is ``s3://`` to delta-rs."""
+    if path.startswith(("s3a://", "s3://")):
+        return "s3://" + path.split("://", 1)[1]
+    return path
+
+
 def filesystem(table_uri: str, options: Mapping[str, str] | None = None) -> pa_fs.FileSystem:
     """A native Arrow file system rooted at a Delta table (``file://``, a local path, or ``s3://``)."""
     import pyarrow.fs as pa_fs

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from vectorlake import contracts
 from vectorlake.lake import silver
+from vectorlake.lake.arrow import delta_rs_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -317,7 +318,7 @@ def ensure_tables(
     from pyspark.sql.types import StructType, _parse_datatype_string
 
     for path, (columns, properties) in schemas(tables).items():
-        uri = "s3://" + path.split("://", 1)[1] if path.startswith(("s3a://", "s3://")) else path
+        uri = delta_rs_uri(path)
         options = dict(storage_options or {}) if uri.startswith("s3://") else None
         if DeltaTable.is_deltatable(uri, storage_options=options):
             continue
