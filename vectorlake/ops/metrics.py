@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INDEX_STREAM"]
 # the columns summed into a counter per stream: column -> (metric name, help)
 COUNTERS: dict[str, tuple[str, str]] = {
     "rows": ("vectorlake_stream_rows", "records read (ingest) or listings touched (index)"),

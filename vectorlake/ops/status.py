@@ -26,10 +26,11 @@ from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import metrics
 from vectorlake.ops.freshness import human
 from vectorlake.ops.metrics import GenerationDocs, Lag
+from vectorlake.pipeline.batch_metrics import INDEX_STREAM
 
 log = logging.getLogger(__name__)
 
-STREAMS = ("ingest_files", "ingest_kafka", metrics.INDEX_STREAM)
+STREAMS = ("ingest_files", "ingest_kafka", INDEX_STREAM)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Status:
                 last = "no batch recorded"
             else:
                 when = _when(s.finished_at, self.now)
-                unit = "listings" if s.stream == metrics.INDEX_STREAM else "rows"
+                unit = "listings" if s.stream == INDEX_STREAM else "rows"
                 last = f"last batch {s.last_batch_id} at {when}: {s.rows} {unit}"
             parts = [last]
             if s.committed is not None:
@@ -166,10 +167,10 @@ def window_lag(cfg: Config, since: datetime) -> Lag:
 
 def _checkpoint(cfg: Config, stream: str, notes: list[str]) -> tuple[int | None, str | None]:
     """(last committed batch, offsets in words) from a local checkpoint; (None, None) where there is none."""
-    name = "index" if stream == metrics.INDEX_STREAM else stream
+    name = "index" if stream == INDEX_STREAM else stream
     root = cfg.checkpoint_root.rstrip("/")
     if not is_local(root):
-        if stream == metrics.INDEX_STREAM:
+        if stream == INDEX_STREAM:
             notes.append(f"checkpoints under {root} are not read by `status` (object storage)")
         return None, None
     files = LocalCheckpoint(f"{root}/{name}")
@@ -196,7 +197,7 @@ def _describe(cfg: Config, stream: str, sources: list[Any]) -> str:
     if not sources:
         return "no source offsets"
     offset = sources[0]
-    if stream == metrics.INDEX_STREAM:
+    if stream == INDEX_STREAM:
         return _change_feed(cfg, offset)
     if stream == "ingest_kafka":
         return _kafka(cfg, offset)

@@ -122,7 +122,9 @@ class IndexWriter:
         retries = spark.sparkContext.accumulator(0)
         written: list[DataFrame] = []
         for target in targets:
-            rows = embed_target(spark, self.cfg, self.tables, current, inputs, target, batch_id, calls)
+            rows = embed_target(
+                spark, self.cfg, self.tables, current, inputs, target, batch_id, parallelism, calls
+            )
             spec = WriteSpec.for_target(self.cfg, target, retries)
             results, tally = write_target(rows, spec, self.tables, app_id, batch_id, parallelism)
             written.append(results)
@@ -181,13 +183,13 @@ def embed_target(
     inputs: DataFrame,
     target: Target,
     batch_id: int,
+    parallelism: int,
     calls: ModelCalls,
 ) -> DataFrame:
     """`current` with the target's text and image vectors and their input hashes (null: none), counted."""
     from pyspark.sql import functions as F
 
-    parallelism = max(1, spark.sparkContext.defaultParallelism)
-    threads = max(1, (os.cpu_count() or 1) // parallelism)
+    threads = max(1, (os.cpu_count() or 1) // parallelism)  # encoder threads per Spark task
     vectors: dict[str, DataFrame] = {}
     roles: tuple[tuple[Literal["text", "image"], ModelRef, str], ...] = (
         ("text", target.text, "text"),
