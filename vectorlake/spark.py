@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from vectorlake import s3
 from vectorlake.config import PROJECT_ROOT, Config
@@ -17,6 +18,8 @@ from vectorlake.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+T = TypeVar("T")
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -89,3 +92,27 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def concurrently(spark: SparkSession, *steps: Callable[[], T]) -> list[T]:
+    """Run independent Spark steps (e.g. commits to different Delta tables) at once; their results in order.
+
+    A small Delta commit spends most of its time on the driver (planning, reading and writing the log) and
+    in tiny tasks, so independent commits overlap even on two cores. The threads inherit the caller's
+    local properties (job group, the streaming query's ids) and the session's tags. Every step runs to
+    its end before the first failure is raised, so a failed batch never leaves a step running behind it;
+    the steps are idempotent writes, and the replay of the batch redoes whatever did not commit.
+    """
+    if len(steps) <= 1:
+        return [step() for step in steps]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyspark import inheritable_thread_target
+
+    with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="vectorlake-step") as pool:
+        futures = [pool.submit(inheritable_thread_target(spark)(step)) for step in steps]
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]

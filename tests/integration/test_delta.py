@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 
 def test_delta_merge_through_the_session_builder(spark: Any, tmp_path: Path) -> None:
     from delta.tables import DeltaTable
@@ -63,3 +65,43 @@ def test_ensure_tables_creates_what_spark_reads_as_its_own_schema(spark: Any, tm
     feed = spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", 1)
     changes = feed.load(tables.listings).select("listing_id", "_change_type").collect()
     assert [tuple(r) for r in changes] == [("l-1", "insert")]
+
+
+def test_concurrent_steps_commit_each_table_once_and_raise_the_first_failure_after_all_ran(
+    spark: Any, tmp_path: Path
+) -> None:
+    """What an ingest batch runs at once: txn appends to different tables from driver threads. Each step
+    sees the caller's local properties, the results come back in order, a replayed step is skipped by
+    Delta, and a failing step is raised only after the others committed."""
+    from vectorlake.lake.tables import txn_append
+    from vectorlake.spark import concurrently
+
+    paths = [str(tmp_path / f"t{i}") for i in range(3)]
+    rows = spark.createDataFrame([("a", 1), ("b", 2)], "k string, v long")
+    sc = spark.sparkContext
+    sc.setLocalProperty("vectorlake.test.caller", "batch-7")
+    try:
+
+        def append(path: str) -> str | None:
+            txn_append(rows, path, "app", 7)
+            caller: str | None = sc.getLocalProperty("vectorlake.test.caller")
+            return caller
+
+        seen = concurrently(spark, *[lambda p=p: append(p) for p in paths])
+        assert seen == ["batch-7"] * 3
+        concurrently(spark, *[lambda p=p: append(p) for p in paths])  # the replay: skipped by txnVersion
+        for path in paths:
+            assert sorted(tuple(r) for r in spark.read.format("delta").load(path).collect()) == [
+                ("a", 1),
+                ("b", 2),
+            ]
+
+        def fail() -> str:
+            raise ValueError("step failed")
+
+        late = str(tmp_path / "late")
+        with pytest.raises(ValueError, match="step failed"):
+            concurrently(spark, fail, lambda: append(late))
+        assert spark.read.format("delta").load(late).count() == 2  # the other step ran to its commit
+    finally:
+        sc.setLocalProperty("vectorlake.test.caller", None)

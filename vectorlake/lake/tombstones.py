@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from vectorlake.lake.tables import LakeTables
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +99,23 @@ def row_condition(columns: Mapping[str, str], match: Match) -> str | None:
     return "(" + " OR ".join(f"coalesce({p}, false)" for p in parts) + ")"
 
 
-def tombstone_hashes(spark: SparkSession, tables: LakeTables) -> list[str]:
-    """Hashes of erased (or to-be-erased) subjects: every request's subject, and the tombstones."""
-    from delta.tables import DeltaTable
+def tombstone_hashes(tables: LakeTables, storage_options: Mapping[str, str] | None = None) -> list[str]:
+    """Hashes of erased (or to-be-erased) subjects: every request's subject, and the tombstones.
+
+    Read on the driver with delta-rs (two small control tables): no Spark job in front of every ingest
+    batch. ``storage_options``: delta-rs options for an ``s3a://`` lake."""
+    from deltalake import DeltaTable
+
+    from vectorlake.lake.arrow import dataset, delta_rs_uri
 
     found: set[str] = set()
     for path in (tables.erasure_requests, tables.erasure_tombstones):
-        if DeltaTable.isDeltaTable(spark, path):
-            frame = (
-                spark.read.format("delta").load(path).select("subject_hash").where("subject_hash IS NOT NULL")
-            )
-            found |= {r[0] for r in frame.distinct().collect()}
+        uri = delta_rs_uri(path)
+        options = dict(storage_options or {}) if uri.startswith("s3://") else None
+        if not DeltaTable.is_deltatable(uri, storage_options=options):
+            continue
+        data = dataset(DeltaTable(uri, storage_options=options), options)
+        found |= {h for h in data.to_table(columns=["subject_hash"]).column(0).to_pylist() if h is not None}
     invalid = sorted(h for h in found if not SHA256_HEX.fullmatch(h))
     if invalid:  # matches no id (ids hash to hex digests): skipped, so a bad row cannot stop the ingest
         log.warning("%d erasure hash(es) are not sha256 hex digests and are ignored", len(invalid))

@@ -1,7 +1,7 @@
 """One micro-batch of ingest: quarantine, bronze and the silver merge, each write idempotent.
 
 `deduplicate` is the streaming part (a watermark on the receive time bounds the dedup state; event time is
-never used to drop anything). `BatchWriter` is the ``foreachBatch`` function. Its writes, in order:
+never used to drop anything). `BatchWriter` is the ``foreachBatch`` function. Its writes:
 
 1. quarantine and ``bronze/<kind>``: appends with ``txnAppId`` = the query id and ``txnVersion`` = the
    batch id, so a replayed batch is skipped by Delta;
@@ -10,14 +10,20 @@ never used to drop anything). `BatchWriter` is the ``foreachBatch`` function. It
    ``silver/listing_versions`` gets the rows whose state changed (a txn append), and last silver/listings
    is MERGEd. The versions append comes first: if the job dies between the two, the replay skips the
    append and redoes the MERGE; the other order would lose the version rows.
+
+Writes to different tables do not wait for each other (`vectorlake.spark.concurrently`): the appends of
+1. run beside the silver work, and the MERGEs of 2. beside the read of the touched listings' registers;
+only the derivation of the new rows waits for 2., and 3. keeps its order.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from vectorlake import contracts
 from vectorlake.lake import silver
@@ -25,6 +31,7 @@ from vectorlake.lake.reference import Reference
 from vectorlake.lake.tables import LakeTables, txn_append
 from vectorlake.lake.tombstones import mark_erased, tombstone_hashes
 from vectorlake.pipeline.batch_metrics import BatchCounts, Recorder
+from vectorlake.spark import concurrently
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -61,6 +68,7 @@ class BatchWriter:
     app_id: str | None = None  # None: the streaming query's id, which lives in its checkpoint
     counts: dict[int, BatchCounts] = field(default_factory=dict)
     recorder: Recorder | None = None  # where the driver records each batch's metrics (ingest_query.report)
+    storage_options: dict[str, str] = field(default_factory=dict)  # delta-rs options for an s3a:// lake
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
@@ -71,7 +79,7 @@ class BatchWriter:
         if not app_id:
             raise RuntimeError("BatchWriter needs app_id outside a streaming query")
         app_id = f"vectorlake-ingest-{app_id}"
-        marked = mark_erased(batch, tombstone_hashes(spark, self.tables)).persist()
+        marked = mark_erased(batch, tombstone_hashes(self.tables, self.storage_options)).persist()
         batch = marked.where(~F.col("_erased")).drop("_erased")  # erased subjects: counted, never stored
         try:
             # one pass to count; an empty part is not written at all (skipping a txnVersion is allowed)
@@ -87,16 +95,23 @@ class BatchWriter:
                 else:
                     tally[(r["kind"], r["ok"])] = int(r["n"])
             quarantined = sum(n for (_, ok), n in tally.items() if not ok)
+            # quarantine, bronze and silver are different tables: their commits run at once
+            writes: list[Callable[[], object]] = []
             if quarantined:
-                txn_append(contracts.quarantine_rows(batch), self.tables.quarantine, app_id, batch_id)
-            events = {}
+                quarantine = contracts.quarantine_rows(batch)
+                writes.append(partial(txn_append, quarantine, self.tables.quarantine, app_id, batch_id))
+            events = {kind: contracts.valid_rows(batch, kind) for kind in contracts.KINDS}
             for kind in contracts.KINDS:
-                events[kind] = contracts.valid_rows(batch, kind)
                 if tally.get((kind, True)):
-                    txn_append(events[kind], self.tables.bronze(kind), app_id, batch_id)
+                    writes.append(
+                        partial(txn_append, events[kind], self.tables.bronze(kind), app_id, batch_id)
+                    )
             accepted = sum(n for (_, ok), n in tally.items() if ok)
             present = {kind for (kind, ok), n in tally.items() if ok and n}
-            changed = self.merge_silver(spark, events, present, batch_id, app_id) if present else 0
+            if present:
+                writes.append(partial(self.merge_silver, spark, events, present, batch_id, app_id))
+            done = concurrently(spark, *writes)
+            changed = cast(int, done[-1]) if present else 0
         finally:
             marked.unpersist()
         counts = BatchCounts(batch_id, accepted, quarantined, changed, time.monotonic() - began, erased)
@@ -115,37 +130,47 @@ class BatchWriter:
         from delta.tables import DeltaTable
 
         t = self.tables
-        for kind, path, keys, deltas in (
-            ("media", t.media, ("listing_id", "image_id"), silver.media_deltas),
-            ("seller_policy", t.seller_policy, ("seller_id",), silver.policy_deltas),
-        ):
-            if kind not in present:
-                continue
+
+        def merge(path: str, keys: tuple[str, ...], deltas: DataFrame) -> None:
             condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
             (
                 DeltaTable.forPath(spark, path)
                 .alias("t")
-                .merge(deltas(events[kind]).alias("s"), condition)
+                .merge(deltas.alias("s"), condition)
                 .whenMatchedUpdateAll(condition=silver.NEWER)
                 .whenNotMatchedInsertAll()
                 .execute()
             )
-        changed = self.changed_listings(spark, events, present)
+
+        # the media and policy MERGEs overlap with reading the listings' registers (which needs neither)
+        steps: list[Callable[[], object]] = []
+        if "media" in present:
+            steps.append(
+                partial(merge, t.media, ("listing_id", "image_id"), silver.media_deltas(events["media"]))
+            )
+        if "seller_policy" in present:
+            steps.append(
+                partial(merge, t.seller_policy, ("seller_id",), silver.policy_deltas(events["seller_policy"]))
+            )
+        steps.append(partial(self.registers_before, spark, events, present))
+        before, merged = cast("tuple[DataFrame, DataFrame]", concurrently(spark, *steps)[-1])
+        changed = self.changed_listings(spark, before, merged)
         n_changed = int(changed.count())
         if n_changed == 0:
             return 0
         self.write_listings(spark, changed, batch_id, app_id)
         return n_changed
 
-    def changed_listings(
+    def registers_before(
         self, spark: SparkSession, events: dict[str, DataFrame], present: set[str]
-    ) -> DataFrame:
-        """The new silver rows of the listings this batch changed, with their old hashes (``_old_state``,
-        ``_old_regs``; null for a new listing), computed once from the table as it was before the batch."""
+    ) -> tuple[DataFrame, DataFrame]:
+        """The silver rows this batch touches as they are before it (``before``: listing_id, registers and
+        the two hashes) and their registers merged with the batch's (``merged``), each materialized once:
+        derive() reads the registers several times, and would rescan silver/listings and re-aggregate the
+        batch every time."""
         from pyspark.sql import functions as F
 
-        t = self.tables
-        current = spark.read.format("delta").load(t.listings)
+        current = spark.read.format("delta").load(self.tables.listings)
         listing_deltas = silver.listing_deltas(events["listing_changes"])
         touched = listing_deltas.select("listing_id").union(events["media"].select("listing_id"))
         if "seller_policy" in present:  # every listing that ever named one of these sellers
@@ -155,19 +180,24 @@ class BatchWriter:
                 .join(sellers, "seller_id", "left_semi")
                 .select("listing_id")
             )
-        touched = touched.distinct()
-        # materialized once each: derive() reads the registers several times, and so would rescan
-        # silver/listings and re-aggregate the batch every time
         before = (
-            current.join(touched, "listing_id", "left_semi")
+            current.join(touched.distinct(), "listing_id", "left_semi")
             .select("listing_id", "registers", "state_hash", "reg_hash")
             .localCheckpoint(eager=True)
         )
         merged = silver.merge_registers(
             before.select("listing_id", "registers"), listing_deltas
         ).localCheckpoint(eager=True)
-        media = spark.read.format("delta").load(t.media)
-        policy = spark.read.format("delta").load(t.seller_policy)
+        return before, merged
+
+    def changed_listings(self, spark: SparkSession, before: DataFrame, merged: DataFrame) -> DataFrame:
+        """The new silver rows of the listings whose state or registers changed, with their old hashes
+        (``_old_state``, ``_old_regs``; null for a new listing), computed once, after the media and policy
+        MERGEs of this batch."""
+        from pyspark.sql import functions as F
+
+        media = spark.read.format("delta").load(self.tables.media)
+        policy = spark.read.format("delta").load(self.tables.seller_policy)
         rows = silver.derive(merged, media, policy, self.reference)
         old = before.select(
             "listing_id", F.col("state_hash").alias("_old_state"), F.col("reg_hash").alias("_old_regs")

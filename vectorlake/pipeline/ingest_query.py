@@ -73,6 +73,7 @@ def start(
     watermark, interval = check_settings(cfg, source)
     tables = LakeTables(cfg.lake.root)
     writer = BatchWriter(tables, load_reference(cfg.reference.categories, cfg.reference.locales))
+    writer.storage_options = s3.storage_options(cfg)
     writer.recorder = batch_metrics.Recorder(cfg, f"ingest_{source}")
     ensure_tables(spark, tables, s3.storage_options(cfg))
     if source == "kafka":
