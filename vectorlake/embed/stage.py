@@ -4,15 +4,15 @@ For each modality the stage takes ``(listing_id, content_hash, input)`` rows, lo
 ``gold/embeddings`` for the model version in use, and sends only the misses (each distinct hash once) to
 the model. The UDFs load their model once per Python worker process (`encoders.load_*` are cached per
 process) on the device `device.choose_device` picks: CUDA with fp16 when present, else CPU. The vectors
-of the misses are materialized once (a local checkpoint), so a model runs exactly once per miss, then
-every needed ``(listing, hash)`` pair not yet in ``gold/embeddings`` is MERGEd in. Images that cannot be
+of the misses are materialized once (a local checkpoint), so a model runs exactly once per miss; `record`
+then MERGEs every needed ``(listing, hash)`` pair not yet in ``gold/embeddings``. Images that cannot be
 fetched or decoded go to ``gold/embed_dead_letters`` and get no vector.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -166,6 +166,16 @@ def image_udf(settings: EncoderSettings) -> object:
     return encode_image
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """One modality's result: the vectors, the counts, and the rows still to record (see `record`)."""
+
+    vectors: DataFrame  # (listing_id, content_hash, vector) of every needed row that has one, materialized
+    counts: EmbedCounts
+    cache_rows: DataFrame  # gold/embeddings rows of those vectors (inserted where not there yet)
+    dead_letters: DataFrame | None  # gold/embed_dead_letters rows (images that failed); None: none
+
+
 def embed(
     spark: SparkSession,
     needed: DataFrame,
@@ -175,26 +185,84 @@ def embed(
     tables: LakeTables,
     batch_id: int,
     partitions: int,
-) -> tuple[DataFrame, EmbedCounts]:
+) -> Embedded:
     """Vectors for `needed` (listing_id, content_hash, input): cached ones reused, misses embedded once.
 
-    Returns (listing_id, content_hash, vector) for every needed row that has a vector, materialized, and
-    the counts. Writes the new pairs to gold/embeddings and the failures to gold/embed_dead_letters.
+    gold/embeddings is read once, for the batch's hashes only. Nothing is written here: `record` adds the
+    new pairs to gold/embeddings and the failures to gold/embed_dead_letters, once for every modality and
+    target of a publish, while the index writes run.
     """
+    from pyspark.sql import functions as F
+
     needed = needed.dropDuplicates(["listing_id", "content_hash"]).localCheckpoint(eager=True)
-    cache = _cached_vectors(spark, tables, modality, ref)
+    cache = (
+        _cached_vectors(spark, tables, modality, ref)
+        .join(needed.select("content_hash").distinct(), "content_hash", "left_semi")
+        .localCheckpoint(eager=True)
+    )
     embedded = _embed_misses(needed, cache, modality, settings, partitions)
     fresh, failed = _split_embedded(embedded, modality)
-    vectors = needed.join(cache.unionByName(fresh), "content_hash").select(
-        "listing_id", "content_hash", "vector"
+    vectors = (
+        needed.join(cache.unionByName(fresh), "content_hash")
+        .select("listing_id", "content_hash", "vector")
+        .localCheckpoint(eager=True)
     )
-    vectors = vectors.localCheckpoint(eager=True)
-    _merge_vectors(spark, tables, vectors, modality, ref, batch_id)
+    cache_rows = vectors.select(
+        "listing_id",
+        F.lit(modality).alias("modality"),
+        F.lit(ref.label).alias("model_version"),
+        "content_hash",
+        F.size("vector").alias("dim"),
+        "vector",
+        F.current_timestamp().alias("embedded_at"),
+        F.lit(batch_id).cast("bigint").alias("batch_id"),
+    )
+    dead = None
     n_failed = 0
     if modality == "image":
-        n_failed = _merge_dead_letters(spark, tables, needed, failed, modality, ref, batch_id)
+        dead = _dead_letters(needed, failed, modality, ref, batch_id).localCheckpoint(eager=True)
+        n_failed = dead.count()
     counts = EmbedCounts(modality, needed.count(), embedded.count(), n_failed)
-    return vectors, counts
+    return Embedded(vectors, counts, cache_rows, dead if n_failed else None)
+
+
+def record(spark: SparkSession, tables: LakeTables, embedded: Sequence[Embedded]) -> None:
+    """Insert the (listing, modality, model version, hash) vectors not yet in gold/embeddings, and the
+    failures into gold/embed_dead_letters: one MERGE each, whatever the number of modalities and targets.
+
+    Insert-only on the full key, so running it again is harmless: a reindex and the stream add vectors at
+    the same time, and the one that commits second retries on Delta's conflict."""
+    from functools import reduce
+
+    from delta.tables import DeltaTable
+
+    if not embedded:
+        return
+    key = ("listing_id", "modality", "model_version", "content_hash")
+    rows = reduce(lambda a, b: a.unionByName(b), (e.cache_rows for e in embedded)).dropDuplicates(list(key))
+    retry_conflicts(
+        lambda: (
+            DeltaTable.forPath(spark, tables.embeddings)
+            .alias("t")
+            .merge(rows.alias("s"), " AND ".join(f"t.{k} = s.{k}" for k in key))
+            .whenNotMatchedInsertAll()
+            .execute()
+        ),
+        f"{tables.embeddings} merge",
+    )
+    dead = [e.dead_letters for e in embedded if e.dead_letters is not None]
+    if dead:
+        dead_key = ("listing_id", "model_version", "content_hash", "batch_id")
+        (
+            DeltaTable.forPath(spark, tables.embed_dead_letters)
+            .alias("t")
+            .merge(
+                reduce(lambda a, b: a.unionByName(b), dead).dropDuplicates(list(dead_key)).alias("s"),
+                " AND ".join(f"t.{k} = s.{k}" for k in dead_key),
+            )
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
 
 
 def _cached_vectors(spark: SparkSession, tables: LakeTables, modality: Modality, ref: ModelRef) -> DataFrame:
@@ -245,57 +313,13 @@ def _split_embedded(embedded: DataFrame, modality: Modality) -> tuple[DataFrame,
     return fresh, failed
 
 
-def _merge_vectors(
-    spark: SparkSession,
-    tables: LakeTables,
-    vectors: DataFrame,
-    modality: Modality,
-    ref: ModelRef,
-    batch_id: int,
-) -> None:
-    """Add the (listing_id, content_hash, vector) pairs not yet in gold/embeddings."""
-    from delta.tables import DeltaTable
+def _dead_letters(
+    needed: DataFrame, failed: DataFrame, modality: Modality, ref: ModelRef, batch_id: int
+) -> DataFrame:
+    """gold/embed_dead_letters rows: each needed (listing, input) whose input failed."""
     from pyspark.sql import functions as F
 
-    rows = vectors.select(
-        "listing_id",
-        F.lit(modality).alias("modality"),
-        F.lit(ref.label).alias("model_version"),
-        "content_hash",
-        F.size("vector").alias("dim"),
-        "vector",
-        F.current_timestamp().alias("embedded_at"),
-        F.lit(batch_id).cast("bigint").alias("batch_id"),
-    )
-    # Insert-only on the full key, so running it again is harmless: a reindex and the stream add vectors
-    # at the same time, and the one that commits second retries on Delta's conflict.
-    key = ("listing_id", "modality", "model_version", "content_hash")
-    retry_conflicts(
-        lambda: (
-            DeltaTable.forPath(spark, tables.embeddings)
-            .alias("t")
-            .merge(rows.alias("s"), " AND ".join(f"t.{k} = s.{k}" for k in key))
-            .whenNotMatchedInsertAll()
-            .execute()
-        ),
-        f"{tables.embeddings} merge",
-    )
-
-
-def _merge_dead_letters(
-    spark: SparkSession,
-    tables: LakeTables,
-    needed: DataFrame,
-    failed: DataFrame,
-    modality: Modality,
-    ref: ModelRef,
-    batch_id: int,
-) -> int:
-    """Record each needed (listing, input) whose input failed in gold/embed_dead_letters; how many."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
-    dead = needed.join(failed.select("content_hash", "reason", "detail"), "content_hash").select(
+    return needed.join(failed.select("content_hash", "reason", "detail"), "content_hash").select(
         "listing_id",
         F.lit(modality).alias("modality"),
         F.lit(ref.label).alias("model_version"),
@@ -306,17 +330,3 @@ def _merge_dead_letters(
         F.lit(batch_id).cast("bigint").alias("batch_id"),
         F.current_timestamp().alias("recorded_at"),
     )
-    n_failed: int = dead.count()
-    if n_failed:
-        (
-            DeltaTable.forPath(spark, tables.embed_dead_letters)
-            .alias("t")
-            .merge(
-                dead.alias("s"),
-                "t.listing_id = s.listing_id AND t.model_version = s.model_version "
-                "AND t.content_hash = s.content_hash AND t.batch_id = s.batch_id",
-            )
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    return n_failed

@@ -10,7 +10,8 @@
    reused, misses embedded once), `embed_target`;
 3. writes every key to the target from the executors (`vectorlake.pipeline.documents`) and appends the
    results to ``gold/index_log``, the rejected ones to ``gold/index_dead_letters`` (txn appends keyed by the
-   query id, the generation and the batch id), `write_target`.
+   query id, the generation and the batch id), `write_target`; the targets' writes and the one MERGE of
+   the new vectors into ``gold/embeddings`` (`vectorlake.embed.stage.record`) run at the same time.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Literal, cast
 
 from vectorlake.config import Config
 from vectorlake.embed import stage
@@ -29,6 +32,7 @@ from vectorlake.pipeline import batch_metrics
 from vectorlake.pipeline.batch_metrics import IndexCounts
 from vectorlake.pipeline.documents import RESULT_SCHEMA, WriteSpec, write_partition
 from vectorlake.pipeline.targets import Target, resolve_targets
+from vectorlake.spark import concurrently
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -120,13 +124,18 @@ class IndexWriter:
         totals = dict.fromkeys(_OUTCOMES, 0)
         calls = ModelCalls()
         retries = spark.sparkContext.accumulator(0)
-        written: list[DataFrame] = []
+        embedded: list[stage.Embedded] = []
+        writes: list[Callable[[], tuple[DataFrame, dict[str, int]]]] = []
         for target in targets:
             rows = embed_target(
-                spark, self.cfg, self.tables, current, inputs, target, batch_id, parallelism, calls
+                spark, self.cfg, self.tables, current, inputs, target, batch_id, parallelism, calls, embedded
             )
             spec = WriteSpec.for_target(self.cfg, target, retries)
-            results, tally = write_target(rows, spec, self.tables, app_id, batch_id, parallelism)
+            writes.append(partial(write_target, rows, spec, self.tables, app_id, batch_id, parallelism))
+        # the cache and dead-letter MERGEs run beside the index writes: the writes need only the vectors
+        _, *done = concurrently(spark, partial(stage.record, spark, self.tables, embedded), *writes)
+        written: list[DataFrame] = []
+        for results, tally in cast("list[tuple[DataFrame, dict[str, int]]]", done):
             written.append(results)
             for k, n in tally.items():
                 action, outcome = k.split(":")
@@ -185,8 +194,10 @@ def embed_target(
     batch_id: int,
     parallelism: int,
     calls: ModelCalls,
+    embedded: list[stage.Embedded],
 ) -> DataFrame:
-    """`current` with the target's text and image vectors and their input hashes (null: none), counted."""
+    """`current` with the target's text and image vectors and their input hashes (null: none), counted;
+    what is still to record is appended to `embedded` (`vectorlake.embed.stage.record`)."""
     from pyspark.sql import functions as F
 
     threads = max(1, (os.cpu_count() or 1) // parallelism)  # encoder threads per Spark task
@@ -197,7 +208,7 @@ def embed_target(
     )
     for role, model, column in roles:
         source = inputs if role == "text" else inputs.filter(F.col(column).isNotNull())
-        vectors[role], counts = stage.embed(
+        result = stage.embed(
             spark,
             source.select(
                 "listing_id", F.sha2(column, 256).alias("content_hash"), F.col(column).alias("input")
@@ -209,6 +220,8 @@ def embed_target(
             batch_id,
             parallelism,
         )
+        embedded.append(result)
+        vectors[role], counts = result.vectors, result.counts
         if role == "text":
             calls.text += counts.model_calls
         else:
