@@ -46,3 +46,11 @@ def test_s3a_lake_points_hadoop_at_the_local_s3() -> None:
     conf = session_conf(cfg)
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:5001"
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+
+
+def test_a_local_driver_gets_the_log_file_and_the_short_run_jvm_options_and_prod_gets_neither() -> None:
+    local = session_conf(load_config(environ={}))["spark.driver.extraJavaOptions"].split()
+    assert any(o.startswith("-Dlog4j2.configurationFile=file:") for o in local)
+    assert {"-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC"} <= set(local)
+    prod = session_conf(load_config(environ={"VECTORLAKE_ENV": "prod"}))
+    assert "TieredStopAtLevel" not in prod.get("spark.driver.extraJavaOptions", "")
