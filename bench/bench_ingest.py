@@ -77,8 +77,10 @@ SEED = 7
 IMAGE_SIZE = (8, 8)  # media events need images generated; tiny ones keep generation fast
 BASELINE_APP = "vectorlake-baseline-bench"
 LATEST_LISTINGS = ("baseline", "listing_latest")  # the baseline's listing table: latest row per listing_id
-# received_at of batch 0 (the generator's start); batch i is received i seconds later
-_T0_MS = int(GeneratorSpec().start.timestamp() * 1000)
+# received_at of batch 0: two days after the generator's start, after every event time it makes (they fall
+# in the 24 h after the start; an event more than contracts.max_future_skew_s after its receipt is
+# quarantined); batch i is received i seconds later
+_T0_MS = int((GeneratorSpec().start + dt.timedelta(days=2)).timestamp() * 1000)
 
 
 def _sizes(text: str) -> tuple[int, ...]:

@@ -394,7 +394,10 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--start",
         type=iso_time,
         metavar="ISO",
-        help="first event time, with a zone (default: 2026-11-01T00:00:00+00:00)",
+        help=(
+            "first event time, with a zone (default: 2026-11-01T00:00:00+00:00); events fall in the 24 h "
+            "after it, and one more than contracts.max_future_skew_s ahead of its receipt is quarantined"
+        ),
     )
     p.set_defaults(func=_generate, image_size=None)
 

@@ -223,6 +223,31 @@ class ErasureConfig:
 
 
 @dataclass(frozen=True)
+class ContractsConfig:
+    """Bounds on what one event may hold (`vectorlake.contracts`); an event past one is quarantined."""
+
+    max_future_skew_s: int = 900  # event_ts at most this far after the time vectorlake received it
+    max_id_bytes: int = 256  # event_id, listing_id, seller_id, image_id and each of image_ids
+    max_title_bytes: int = 1024
+    max_description_bytes: int = 20 * 1024
+    max_url_bytes: int = 2048
+    max_text_bytes: int = 256  # locale, category_id, sha256, reason, op, status
+    max_image_ids: int = 32
+    max_attributes: int = 64  # attribute keys in one event
+    max_attribute_key_bytes: int = 64
+    max_attribute_value_bytes: int = 1024
+
+    def __post_init__(self) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"contracts.{name}: expected a positive integer, got {value!r}")
+        if self.max_id_bytes > 512:  # OpenSearch refuses a document _id over 512 bytes
+            raise ConfigError(
+                f"contracts.max_id_bytes: at most 512 (OpenSearch's _id limit), got {self.max_id_bytes}"
+            )
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """`vectorlake metrics serve` (Prometheus text format) and the windows `vectorlake status` reports."""
 
@@ -283,6 +308,7 @@ class Config:
     spark: SparkConfig
     warehouse: WarehouseConfig
     erasure: ErasureConfig = field(default_factory=ErasureConfig)
+    contracts: ContractsConfig = field(default_factory=ContractsConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 

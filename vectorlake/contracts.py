@@ -14,7 +14,15 @@ Rules beyond the schema:
 - ``event_ts`` is ISO-8601 with a zone (``Z`` or ``+hh:mm``) or an integer of epoch milliseconds;
 - ``attributes`` is an object of scalars (string, number, boolean, or null to remove the attribute);
   values are kept as their JSON text (``29.90`` becomes ``"29.9"``);
-- ``description`` is at most 20 KiB of UTF-8; the whole record must be valid UTF-8.
+- the whole record must be valid UTF-8;
+- bounds (`vectorlake.config.ContractsConfig`, the ``contracts:`` section): ``event_ts`` not before 1970
+  and at most ``max_future_skew_s`` after ``received_at``; a byte limit on every string field (ids,
+  title, description, URL, the short texts) and on each attribute key and value; at most
+  ``max_image_ids`` image ids and ``max_attributes`` attribute keys; no control characters (title,
+  description and attribute values may hold tab, line feed and carriage return); an attribute key is
+  non-empty, has no ``.`` and no leading or trailing space, since the index maps every key to a field.
+  One event past a bound is quarantined; it never reaches the index, where it could fail a whole bulk
+  request or win forever with a far-future version.
 """
 
 from __future__ import annotations
@@ -22,15 +30,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from vectorlake.config import ContractsConfig
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
 
 KINDS = ("listing_changes", "media", "seller_policy")
-MAX_DESCRIPTION_BYTES = 20 * 1024
-MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MAX_DESCRIPTION_BYTES = ContractsConfig().max_description_bytes  # the default bound
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the largest time that parses
 
-# Stable reason codes, in the order they are checked: a record gets the first that applies.
+# Stable reason codes, in the order they are checked: a record gets the first that applies (the size,
+# control-character and count bounds go field by field).
 REASONS = (
     "invalid_utf8",
     "malformed_json",
@@ -40,7 +51,12 @@ REASONS = (
     "bad_timestamp",
     "unknown_op",
     "unknown_status",
+    "event_time_out_of_range",
     "description_too_large",
+    "field_too_large",
+    "too_many_values",
+    "control_character",
+    "bad_attribute_key",
     "unknown_kind",
 )
 
@@ -156,11 +172,98 @@ def _ts_ms() -> str:
     return (
         f"CASE WHEN {s} = 'STRING' AND {text} RLIKE {_lit(_ISO_TS)} "
         f"THEN unix_millis(try_cast({text} AS timestamp)) "
-        f"WHEN {_integral(s)} AND {as_int} BETWEEN 0 AND {MAX_EPOCH_MS} THEN {as_int} END"
+        f"WHEN {_integral(s)} AND {as_int} BETWEEN -{MAX_EPOCH_MS} AND {MAX_EPOCH_MS} THEN {as_int} END"
     )
 
 
-def _reason(kind: str) -> tuple[str, str]:
+# control characters: none in ids and short texts; free text may hold tab, line feed and carriage return
+_CONTROL = _lit("[\\x00-\\x1f\\x7f]")
+_CONTROL_IN_TEXT = _lit("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]")
+_FREE_TEXT = ("title", "description")
+
+
+def _byte_limit(name: str, limits: ContractsConfig) -> int:
+    if name in ("event_id", "listing_id", "seller_id", "image_id"):
+        return limits.max_id_bytes
+    if name in ("title", "description", "url"):
+        return int(getattr(limits, f"max_{name}_bytes"))
+    return limits.max_text_bytes
+
+
+def _bounds(kind: str, limits: ContractsConfig) -> list[tuple[str, str, str]]:
+    """The bound rules of one kind (after the schema rules): (condition, reason, detail)."""
+    latest = f"unix_millis(received_at) + {limits.max_future_skew_s * 1000}"
+    rules: list[tuple[str, str, str]] = [
+        (
+            f"_event_ts_ms < 0 OR _event_ts_ms > {latest}",
+            "event_time_out_of_range",
+            "try_variant_get(_v, '$.event_ts', 'string')",
+        )
+    ]
+    strings = [f.name for f in CONTRACTS[kind] if f.type == "string"]
+    for name in strings:
+        text = f"try_variant_get(_v, '$.{name}', 'string')"
+        reason = "description_too_large" if name == "description" else "field_too_large"
+        size = f"octet_length({text})"
+        detail = (
+            f"cast({size} AS string)"
+            if name == "description"
+            else f"concat({_lit(name + ': ')}, {size}, ' bytes')"
+        )
+        rules.append((f"{size} > {_byte_limit(name, limits)}", reason, detail))
+    for name in strings:
+        text = f"try_variant_get(_v, '$.{name}', 'string')"
+        pattern = _CONTROL_IN_TEXT if name in _FREE_TEXT else _CONTROL
+        rules.append((f"coalesce({text} RLIKE {pattern}, false)", "control_character", _lit(name)))
+    if any(f.name == "image_ids" for f in CONTRACTS[kind]):
+        ids = "try_variant_get(_v, '$.image_ids', 'array<string>')"
+        rules += [
+            (
+                f"size({ids}) > {limits.max_image_ids}",
+                "too_many_values",
+                f"concat('image_ids: ', size({ids}))",
+            ),
+            (
+                f"exists({ids}, x -> octet_length(x) > {limits.max_id_bytes})",
+                "field_too_large",
+                _lit("image_ids: an id over max_id_bytes"),
+            ),
+            (f"exists({ids}, x -> x RLIKE {_CONTROL})", "control_character", _lit("image_ids")),
+        ]
+    if any(f.name == "attributes" for f in CONTRACTS[kind]):
+        attrs = "try_variant_get(_v, '$.attributes', 'map<string,variant>')"
+        keys, values = f"map_keys({attrs})", f"map_values({attrs})"
+        bad_key = (
+            f"k = '' OR k <> trim(k) OR k LIKE '%.%' OR k RLIKE {_CONTROL} "
+            f"OR octet_length(k) > {limits.max_attribute_key_bytes}"
+        )
+        value = "cast(x AS string)"
+        rules += [
+            (
+                f"size({keys}) > {limits.max_attributes}",
+                "too_many_values",
+                f"concat('attributes: ', size({keys}))",
+            ),
+            (
+                f"exists({keys}, k -> {bad_key})",
+                "bad_attribute_key",
+                f"left(filter({keys}, k -> {bad_key})[0], 80)",
+            ),
+            (
+                f"exists({values}, x -> octet_length({value}) > {limits.max_attribute_value_bytes})",
+                "field_too_large",
+                _lit("attributes: a value over max_attribute_value_bytes"),
+            ),
+            (
+                f"exists({values}, x -> {value} RLIKE {_CONTROL_IN_TEXT})",
+                "control_character",
+                _lit("attributes"),
+            ),
+        ]
+    return rules
+
+
+def _reason(kind: str, limits: ContractsConfig) -> tuple[str, str]:
     """(reason SQL, detail SQL) for one kind: the first rule a record breaks, null when it is valid."""
     fields = CONTRACTS[kind]
     rules: list[tuple[str, str, str]] = [  # (condition, reason, detail)
@@ -183,14 +286,7 @@ def _reason(kind: str) -> tuple[str, str]:
     if kind == "seller_policy":
         allowed = ", ".join(_lit(s) for s in STATUSES)
         rules.append((f"_status NOT IN ({allowed})", "unknown_status", "_status"))
-    if any(f.name == "description" for f in fields):
-        rules.append(
-            (
-                f"octet_length(_description) > {MAX_DESCRIPTION_BYTES}",
-                "description_too_large",
-                "cast(octet_length(_description) AS string)",
-            )
-        )
+    rules += _bounds(kind, limits)
     reason = "CASE " + " ".join(f"WHEN {c} THEN {_lit(r)}" for c, r, _ in rules) + " END"
     detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in rules) + " END"
     return reason, detail
@@ -217,21 +313,23 @@ def event_columns() -> dict[str, str]:
     return out
 
 
-def parse_events(raw: DataFrame) -> DataFrame:
+def parse_events(raw: DataFrame, limits: ContractsConfig | None = None) -> DataFrame:
     """Raw records -> one row each: the typed event fields, ``rejection`` and ``rejection_detail``.
 
     Input columns: `RAW_COLUMNS`. Output: those, then every column of `event_columns()` (typed values,
     null for a rejected record), ``rejection`` (a code from `REASONS` or null) and ``rejection_detail``.
+    ``limits``: the bounds (config's ``contracts:``; default: `ContractsConfig`'s defaults).
     """
+    limits = limits or ContractsConfig()
     from pyspark.sql import functions as F
 
     staged = raw.withColumn("_text", F.col("value").cast("string")).withColumn(
         "_v", F.expr("CASE WHEN is_valid_utf8(_text) THEN try_parse_json(_text) END")
     )
     staged = staged.withColumn("_event_ts_ms", F.expr(_ts_ms()))
-    for name in ("op", "status", "description"):
+    for name in ("op", "status"):
         staged = staged.withColumn(f"_{name}", F.expr(f"try_variant_get(_v, '$.{name}', 'string')"))
-    reasons = {k: _reason(k) for k in KINDS}
+    reasons = {k: _reason(k, limits) for k in KINDS}
     staged = staged.withColumn(
         "rejection", F.expr(_by_kind({k: r for k, (r, _) in reasons.items()}, "'unknown_kind'"))
     ).withColumn("rejection_detail", F.expr(_by_kind({k: d for k, (_, d) in reasons.items()}, "kind")))

@@ -277,3 +277,22 @@ def test_prod_names_real_services_and_holds_no_secrets() -> None:
     text = (REAL_CONF / "prod.yaml").read_text().lower()
     for word in ("password:", "secret:", "token:", "private_key:"):
         assert word not in text
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"VECTORLAKE__CONTRACTS__MAX_ID_BYTES": "600"}, "contracts.max_id_bytes: at most 512"),
+        (
+            {"VECTORLAKE__CONTRACTS__MAX_TITLE_BYTES": "0"},
+            "contracts.max_title_bytes: expected a positive integer",
+        ),
+    ],
+)
+def test_contract_bounds_are_checked_when_the_config_loads(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(environ=environ)
+    assert (
+        load_config(environ={"VECTORLAKE__CONTRACTS__MAX_TITLE_BYTES": "300"}).contracts.max_title_bytes
+        == 300
+    )

@@ -81,7 +81,7 @@ def start(
         raw = sources.read_kafka(spark, cfg)
     else:
         raw = sources.read_landing(spark, cfg, landing_dir)
-    parsed = deduplicate(contracts.parse_events(raw), watermark)
+    parsed = deduplicate(contracts.parse_events(raw, cfg.contracts), watermark)
     stream = (
         parsed.writeStream.queryName(f"vectorlake_ingest_{source}")
         .option("checkpointLocation", checkpoint_path(cfg, source))
