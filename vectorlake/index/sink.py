@@ -35,6 +35,7 @@ OUTCOMES: tuple[Outcome, ...] = ("applied", "stale", "rejected")
 DEFAULT_CONCURRENCY = 2  # bulk requests in flight; the main thread serializes the next chunk meanwhile
 MAX_ERROR_CHARS = 500
 MAX_VERSION = 2**63 - 1
+MAX_ID_BYTES = 512  # OpenSearch refuses a longer _id (and with it the whole bulk request)
 # Only what classification needs comes back: less JSON to parse per request.
 _FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by"
 
@@ -124,6 +125,9 @@ def check_action(action: Action) -> None:
         raise ValueError(f"not an index action: {action!r}")
     if not isinstance(action.listing_id, str) or not action.listing_id:
         raise ValueError(f"an index action needs a non-empty listing_id, got {action.listing_id!r}")
+    if len(action.listing_id.encode()) > MAX_ID_BYTES:
+        size = len(action.listing_id.encode())
+        raise ValueError(f"a listing_id of {size} bytes is over the {MAX_ID_BYTES}-byte _id limit")
     if isinstance(action.version, bool) or not isinstance(action.version, numbers.Integral):
         raise ValueError(f"{action.listing_id!r}: the version must be an int, got {action.version!r}")
     if not 0 <= action.version <= MAX_VERSION:

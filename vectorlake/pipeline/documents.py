@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from vectorlake.config import Config, OpenSearchConfig, SinkConfig
 from vectorlake.lake.tables import INDEX_LOG_COLUMNS
@@ -82,8 +82,10 @@ def write_partition(spec: WriteSpec) -> Any:
             if frame.empty:
                 continue
             indexed_at = pd.Timestamp.now(tz="UTC")
-            actions = [action(row, spec, indexed_at) for row in frame.itertuples(index=False)]
-            results = sink.write(
+            actions, refused = checked(
+                [action(row, spec, indexed_at) for row in frame.itertuples(index=False)]
+            )
+            results = refused + sink.write(
                 client, spec.target.index, actions, spec.sink, sleep=sleep, require_alias=False
             )
             by_id = {r.listing_id: r for r in frame.itertuples(index=False)}
@@ -91,6 +93,27 @@ def write_partition(spec: WriteSpec) -> Any:
             yield pd.DataFrame(out, columns=_RESULT_COLUMNS)
 
     return write
+
+
+def checked(actions: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(the actions to send, rejected results of those OpenSearch would refuse whatever its state).
+
+    A listing whose action can never succeed (a version outside [0, 2**63), an id over 512 bytes) is
+    logged as rejected, so it reaches ``gold/index_dead_letters``, and the rest of the batch is written:
+    one bad row cannot stop the index query."""
+    from vectorlake.index import sink
+
+    ok: list[Any] = []
+    refused: list[Any] = []
+    for a in actions:
+        try:
+            sink.check_action(a)
+        except ValueError as e:
+            op: Literal["index", "delete"] = "index" if isinstance(a, sink.Upsert) else "delete"
+            refused.append(sink.WriteResult(a.listing_id, op, a.version, "rejected", 0, f"not sent: {e}"))
+        else:
+            ok.append(a)
+    return ok, refused
 
 
 def action(row: Any, spec: WriteSpec, indexed_at: pd.Timestamp) -> Any:
