@@ -274,6 +274,8 @@ def test_prod_names_real_services_and_holds_no_secrets() -> None:
     assert cfg.s3_endpoint_url is None
     assert cfg.spark.master is None and cfg.spark.jars_dir is None
     assert cfg.warehouse.target == "snowflake"
+    # the runbook's production erasure settings (4.5): no vacuum of files a live writer or reader needs
+    assert cfg.erasure.vacuum_retention_hours >= 24 and cfg.erasure.catch_up_index is False
     text = (REAL_CONF / "prod.yaml").read_text().lower()
     for word in ("password:", "secret:", "token:", "private_key:"):
         assert word not in text
