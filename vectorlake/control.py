@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from vectorlake import s3
 from vectorlake.config import Config
-from vectorlake.lake.arrow import delta_rs_uri
+from vectorlake.lake.arrow import delta_rs_location
 from vectorlake.lake.tables import (
     ERASURE_LOG_COLUMNS,
     ERASURE_REQUEST_COLUMNS,
@@ -64,8 +64,8 @@ def arrow_schema(columns: Mapping[str, str]) -> pa.Schema:
 
 def location(cfg: Config, path: str) -> tuple[str, dict[str, str]]:
     """The URI delta-rs opens for a lake path, and its storage options."""
-    uri = delta_rs_uri(path)
-    return (uri, s3.storage_options(cfg)) if uri.startswith("s3://") else (uri, {})
+    uri, options = delta_rs_location(path, s3.storage_options(cfg))
+    return uri, options or {}
 
 
 def open_delta(cfg: Config, path: str) -> Any:

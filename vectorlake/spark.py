@@ -111,8 +111,8 @@ def concurrently(spark: SparkSession, *steps: Callable[[], T]) -> list[T]:
 
     with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="vectorlake-step") as pool:
         futures = [pool.submit(inheritable_thread_target(spark)(step)) for step in steps]
-    errors = [f.exception() for f in futures]
-    for error in errors:
+    for future in futures:
+        error = future.exception()
         if error is not None:
             raise error
     return [f.result() for f in futures]

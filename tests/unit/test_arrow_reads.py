@@ -176,3 +176,7 @@ def test_dead_letters_are_counted_without_spark(lake_cfg: Config) -> None:
 )
 def test_delta_rs_opens_spark_s3a_paths_as_s3(path: str, uri: str) -> None:
     assert arrow.delta_rs_uri(path) == uri
+    # the storage options go with an object-store URI only
+    options = {"AWS_REGION": "eu-west-1"}
+    want = options if uri.startswith("s3://") else None
+    assert arrow.delta_rs_location(path, options) == (uri, want)

@@ -236,32 +236,27 @@ def record(spark: SparkSession, tables: LakeTables, embedded: Sequence[Embedded]
 
     from delta.tables import DeltaTable
 
-    if not embedded:
-        return
-    key = ("listing_id", "modality", "model_version", "content_hash")
-    rows = reduce(lambda a, b: a.unionByName(b), (e.cache_rows for e in embedded)).dropDuplicates(list(key))
-    retry_conflicts(
-        lambda: (
-            DeltaTable.forPath(spark, tables.embeddings)
+    def insert_new(path: str, frames: list[DataFrame], key: tuple[str, ...]) -> None:
+        rows = reduce(lambda a, b: a.unionByName(b), frames).dropDuplicates(list(key))
+        (
+            DeltaTable.forPath(spark, path)
             .alias("t")
             .merge(rows.alias("s"), " AND ".join(f"t.{k} = s.{k}" for k in key))
             .whenNotMatchedInsertAll()
             .execute()
-        ),
+        )
+
+    if not embedded:
+        return
+    key = ("listing_id", "modality", "model_version", "content_hash")
+    retry_conflicts(
+        lambda: insert_new(tables.embeddings, [e.cache_rows for e in embedded], key),
         f"{tables.embeddings} merge",
     )
     dead = [e.dead_letters for e in embedded if e.dead_letters is not None]
     if dead:
-        dead_key = ("listing_id", "model_version", "content_hash", "batch_id")
-        (
-            DeltaTable.forPath(spark, tables.embed_dead_letters)
-            .alias("t")
-            .merge(
-                reduce(lambda a, b: a.unionByName(b), dead).dropDuplicates(list(dead_key)).alias("s"),
-                " AND ".join(f"t.{k} = s.{k}" for k in dead_key),
-            )
-            .whenNotMatchedInsertAll()
-            .execute()
+        insert_new(
+            tables.embed_dead_letters, dead, ("listing_id", "model_version", "content_hash", "batch_id")
         )
 
 

@@ -125,8 +125,8 @@ def check_action(action: Action) -> None:
         raise ValueError(f"not an index action: {action!r}")
     if not isinstance(action.listing_id, str) or not action.listing_id:
         raise ValueError(f"an index action needs a non-empty listing_id, got {action.listing_id!r}")
-    if len(action.listing_id.encode()) > MAX_ID_BYTES:
-        size = len(action.listing_id.encode())
+    size = len(action.listing_id.encode())
+    if size > MAX_ID_BYTES:
         raise ValueError(f"a listing_id of {size} bytes is over the {MAX_ID_BYTES}-byte _id limit")
     if isinstance(action.version, bool) or not isinstance(action.version, numbers.Integral):
         raise ValueError(f"{action.listing_id!r}: the version must be an int, got {action.version!r}")

@@ -30,6 +30,14 @@ def delta_rs_uri(path: str) -> str:
     return path
 
 
+def delta_rs_location(
+    path: str, storage_options: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, str] | None]:
+    """The URI delta-rs opens for a lake path, and the storage options it needs (None unless ``s3://``)."""
+    uri = delta_rs_uri(path)
+    return uri, (dict(storage_options or {}) if uri.startswith("s3://") else None)
+
+
 def filesystem(table_uri: str, options: Mapping[str, str] | None = None) -> pa_fs.FileSystem:
     """A native Arrow file system rooted at a Delta table (``file://``, a local path, or ``s3://``)."""
     import pyarrow.fs as pa_fs

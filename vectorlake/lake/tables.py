@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from vectorlake import contracts
 from vectorlake.lake import silver
-from vectorlake.lake.arrow import delta_rs_uri
+from vectorlake.lake.arrow import delta_rs_location
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -318,8 +318,7 @@ def ensure_tables(
     from pyspark.sql.types import StructType, _parse_datatype_string
 
     for path, (columns, properties) in schemas(tables).items():
-        uri = delta_rs_uri(path)
-        options = dict(storage_options or {}) if uri.startswith("s3://") else None
+        uri, options = delta_rs_location(path, storage_options)
         if DeltaTable.is_deltatable(uri, storage_options=options):
             continue
         schema = _parse_datatype_string(

@@ -106,12 +106,11 @@ def tombstone_hashes(tables: LakeTables, storage_options: Mapping[str, str] | No
     batch. ``storage_options``: delta-rs options for an ``s3a://`` lake."""
     from deltalake import DeltaTable
 
-    from vectorlake.lake.arrow import dataset, delta_rs_uri
+    from vectorlake.lake.arrow import dataset, delta_rs_location
 
     found: set[str] = set()
     for path in (tables.erasure_requests, tables.erasure_tombstones):
-        uri = delta_rs_uri(path)
-        options = dict(storage_options or {}) if uri.startswith("s3://") else None
+        uri, options = delta_rs_location(path, storage_options)
         if not DeltaTable.is_deltatable(uri, storage_options=options):
             continue
         data = dataset(DeltaTable(uri, storage_options=options), options)

@@ -143,15 +143,14 @@ class BatchWriter:
             )
 
         # the media and policy MERGEs overlap with reading the listings' registers (which needs neither)
-        steps: list[Callable[[], object]] = []
-        if "media" in present:
-            steps.append(
-                partial(merge, t.media, ("listing_id", "image_id"), silver.media_deltas(events["media"]))
+        steps: list[Callable[[], object]] = [
+            partial(merge, path, keys, deltas(events[kind]))
+            for kind, path, keys, deltas in (
+                ("media", t.media, ("listing_id", "image_id"), silver.media_deltas),
+                ("seller_policy", t.seller_policy, ("seller_id",), silver.policy_deltas),
             )
-        if "seller_policy" in present:
-            steps.append(
-                partial(merge, t.seller_policy, ("seller_id",), silver.policy_deltas(events["seller_policy"]))
-            )
+            if kind in present
+        ]
         steps.append(partial(self.registers_before, spark, events, present))
         before, merged = cast("tuple[DataFrame, DataFrame]", concurrently(spark, *steps)[-1])
         changed = self.changed_listings(spark, before, merged)

@@ -75,7 +75,7 @@ def start(
     writer = BatchWriter(tables, load_reference(cfg.reference.categories, cfg.reference.locales))
     writer.storage_options = s3.storage_options(cfg)
     writer.recorder = batch_metrics.Recorder(cfg, f"ingest_{source}")
-    ensure_tables(spark, tables, s3.storage_options(cfg))
+    ensure_tables(spark, tables, writer.storage_options)
     if source == "kafka":
         sources.ensure_topics(cfg)
         raw = sources.read_kafka(spark, cfg)
