@@ -58,4 +58,5 @@ def test_a_local_driver_gets_the_log_file_and_the_short_run_jvm_options_and_prod
 
 def test_local_sessions_interpret_row_projections_and_prod_generates_them() -> None:
     assert session_conf(load_config(environ={}))["spark.sql.codegen.factoryMode"] == "NO_CODEGEN"
-    assert "spark.sql.codegen.factoryMode" not in session_conf(load_config(environ={"VECTORLAKE_ENV": "prod"}))
+    prod = session_conf(load_config(environ={"VECTORLAKE_ENV": "prod"}))
+    assert "spark.sql.codegen.factoryMode" not in prod
