@@ -415,3 +415,44 @@ def _vectorlake(args: list[str], env: dict[str, str]) -> subprocess.CompletedPro
     return subprocess.run(
         command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False
     )
+
+
+def test_data_put_back_during_a_purge_fails_verification_and_the_next_purge_erases_it(
+    spark: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forced interleaving (issue 19): a writer running beside the purge puts a subject's rows back
+    between the erasure and the verification, as an ingest batch that read the tombstones before they were
+    written would. The request must not stay `erased` and unverified until its deadline passes: it goes back
+    to pending, and the next purge erases and verifies it. (Runs last: it erases another seller's listing.)"""
+    from pyspark.sql import functions as F
+
+    from vectorlake.control import requests_table
+
+    st, cfg = stack, stack.cfg
+    bronze = st.tables.bronze("listing_changes")
+    others = spark.read.format("delta").load(st.tables.listings).where(F.col("seller_id") != st.seller)
+    listing = min(r[0] for r in others.select("listing_id").collect())
+    frame = spark.read.format("delta").load(bronze)
+    rows, schema = frame.where(F.col("listing_id") == listing).collect(), frame.schema
+    assert rows, "the listing must have bronze rows to put back"
+    rid = erasure.record_request(cfg, "listing", listing).request_id
+    real_purge_history = erasure.purge_history
+
+    def a_writer_beside_the_purge(session: Any, config: Config, tables: LakeTables) -> None:
+        session.createDataFrame(rows, schema).write.format("delta").mode("append").save(bronze)
+        real_purge_history(session, config, tables)
+
+    with monkeypatch.context() as m:
+        m.setattr(erasure, "purge_history", a_writer_beside_the_purge)
+        first = erasure.purge(spark, cfg)
+    assert rid in first.erased and first.verified == []
+    assert "bronze/listing_changes" in first.unverified[rid]
+    assert any(line.startswith(f"NOT verified {rid}") and "pending again" in line for line in first.lines())
+    status = {r["request_id"]: r for r in requests_table(cfg).rows()}[rid]
+    assert status["status"] == "pending" and status["subject_id"] == listing
+
+    second = erasure.purge(spark, cfg)
+    assert second.erased[rid]["bronze/listing_changes"] == len(rows)
+    assert second.verified == [rid] and second.unverified == {}
+    assert {r["request_id"]: r["status"] for r in requests_table(cfg).rows()}[rid] == "done"
+    assert spark.read.format("delta").load(bronze).where(F.col("listing_id") == listing).count() == 0

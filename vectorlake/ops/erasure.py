@@ -5,7 +5,9 @@
     vectorlake purge --verify REQUEST_ID            prove absence, one line per store; exit 1 if found
 
 A request moves ``pending`` -> ``erased`` (every store erased; tombstones written) -> ``done`` (history
-vacuumed and the verification scan found nothing; ``subject_id`` cleared). With
+vacuumed and the verification scan found nothing; ``subject_id`` cleared). A request whose verification
+finds data again (a writer that ran beside the erasure) goes back to ``pending``: the next run erases it
+again, and `check_deadline` fails while any request is past ``erasure.deadline_hours`` and not done. With
 ``erasure.vacuum_retention_hours`` = 0 one purge run does all three; with a longer retention the request
 waits in ``erased`` until a run at least that many hours later can vacuum the deleted files.
 
@@ -227,7 +229,10 @@ class PurgeReport:
             for rid, c in self.erased.items()
         ]
         out += [f"verified {rid}: nothing left, subject_id cleared" for rid in self.verified]
-        out += [f"NOT verified {rid}: still found in {', '.join(s)}" for rid, s in self.unverified.items()]
+        out += [
+            f"NOT verified {rid}: still found in {', '.join(s)}; pending again, the next purge erases it"
+            for rid, s in self.unverified.items()
+        ]
         out += [f"waiting for the vacuum retention: {rid}" for rid in self.deferred]
         return out or ["no erasure requests to purge"]
 
@@ -368,7 +373,12 @@ def purge(spark: SparkSession, cfg: Config, now: datetime | None = None) -> Purg
             for row in ready:
                 found = [c.store for c in verify(spark, cfg, row["request_id"]) if c.found]
                 if found:
+                    # a writer beside the erasure put data back (an ingest batch that had read the
+                    # tombstones before they were written, an index batch that had read silver before the
+                    # DELETE): the request goes back to pending and the next run erases it again, so it
+                    # cannot sit in `erased` unverified until the deadline passes
                     report.unverified[row["request_id"]] = found
+                    requests.upsert([{"request_id": row["request_id"], "status": "pending"}])
                     continue
                 requests.upsert(
                     [
