@@ -45,6 +45,7 @@ from vectorlake.argtypes import OneLineParser, positive_int
 from vectorlake.config import Config, load_config
 from vectorlake.contracts import MAX_DESCRIPTION_BYTES
 from vectorlake.embed import encoders, modelinput, registry
+from vectorlake.embed.fetch import FetchPolicy
 from vectorlake.generate import GeneratorSpec, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,9 +84,7 @@ def spark_stage_seconds(cfg: Config, folder: Path, texts: list[str], batch: int,
         batch_size=batch,
         overlap=cfg.embed.chunk_overlap_tokens,
         torch_threads=max(1, (os.cpu_count() or 1) // parallelism),
-        fetch_timeout_s=1.0,
-        s3_endpoint_url=None,
-        s3_region=cfg.s3.region,
+        fetch=FetchPolicy(timeout_s=1.0),  # text only: no image is fetched
     )
     udf: Any = stage.text_udf(settings)
 

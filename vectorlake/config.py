@@ -248,6 +248,36 @@ class ContractsConfig:
 
 
 @dataclass(frozen=True)
+class FetchConfig:
+    """What an image URL may reach and how much of it (`vectorlake.embed.fetch.FetchPolicy`); a URL the
+    policy refuses is an embed dead letter (reason ``refused`` or ``too_large``), never a failed batch."""
+
+    schemes: tuple[str, ...] = ("file", "s3", "s3a", "http", "https")
+    file_roots: tuple[str, ...] | None = None  # file:// only under these folders; None: any regular file
+    s3_buckets: tuple[str, ...] | None = None  # s3:// only in these buckets; None: s3.bucket only
+    allow_hosts: tuple[str, ...] = ()  # http(s) hosts (or host:port) reached even at a non-public address
+    max_bytes: int = 20 * 1024 * 1024  # an image body larger than this is refused (too_large)
+    deadline_s: float = 30.0  # the whole fetch of one image, every redirect and read included
+    max_pixels: int = 50_000_000  # width x height above this is refused before it is decoded (too_large)
+    max_redirects: int = 3  # http(s) redirects followed, each hop checked like the first URL
+
+    def __post_init__(self) -> None:
+        known = {"file", "s3", "s3a", "http", "https"}
+        unknown = sorted(set(self.schemes) - known)
+        if unknown:
+            raise ConfigError(f"fetch.schemes: {unknown[0]!r} is not one of {', '.join(sorted(known))}")
+        for name in ("max_bytes", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"fetch.{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.deadline_s <= 0:
+            raise ConfigError(
+                f"fetch.deadline_s: expected a positive number of seconds, got {self.deadline_s}"
+            )
+        if self.max_redirects < 0:
+            raise ConfigError(f"fetch.max_redirects: expected 0 or more, got {self.max_redirects}")
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """`vectorlake metrics serve` (Prometheus text format) and the windows `vectorlake status` reports."""
 
@@ -309,6 +339,7 @@ class Config:
     warehouse: WarehouseConfig
     erasure: ErasureConfig = field(default_factory=ErasureConfig)
     contracts: ContractsConfig = field(default_factory=ContractsConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -377,6 +408,7 @@ _PATH_KEYS = {
     ("embed", "model_cache_dir"),
     ("airflow", "home"),
     ("gate", "labelled_queries"),
+    ("fetch", "file_roots"),
     ("mlflow", "artifact_root"),
 }
 
@@ -532,6 +564,11 @@ def _normalize_paths(data: dict[str, Any], base: Path) -> None:
         node = data.get(section)
         if isinstance(node, dict) and isinstance(node.get(key), str):
             node[key] = normalize_path(node[key], base, f"{section}.{key}")
+        elif isinstance(node, dict) and isinstance(node.get(key), list):  # a list of folders
+            node[key] = [
+                normalize_path(v, base, f"{section}.{key}[{i}]") if isinstance(v, str) else v
+                for i, v in enumerate(node[key])
+            ]
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:

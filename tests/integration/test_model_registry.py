@@ -5,7 +5,6 @@ Registering uses the real model names: that is what the pipeline resolves, and r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import pytest
 
 from vectorlake.config import Config
 from vectorlake.embed import registry
-from vectorlake.embed.fetch import FETCH_REASONS, ImageFetchError, fetch_image, fetch_many
 from vectorlake.errors import ConfigError
 
 
@@ -82,61 +80,3 @@ def test_resolve_says_what_to_do_when_a_model_is_missing(cfg: Config, unique_nam
         registry.resolve(missing, "text")
     with pytest.raises(ConfigError, match="run `vectorlake models register`"):
         registry.resolve(cfg, "text", "999999")
-
-
-def test_fetch_image_from_a_file_url(tmp_path: Path) -> None:
-    path = tmp_path / "an image.jpg"
-    path.write_bytes(b"\xff\xd8 jpeg bytes")
-    assert fetch_image(path.as_uri(), 5.0, None, "us-east-1") == b"\xff\xd8 jpeg bytes"
-    with pytest.raises(ImageFetchError) as missing:
-        fetch_image((tmp_path / "nope.jpg").as_uri(), 5.0, None, "us-east-1")
-    assert missing.value.reason == "not_found"
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Credentials the way production gets them (the environment); moto accepts any."""
-    from vectorlake.embed import fetch
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    fetch._s3_client.cache_clear()
-    yield
-    fetch._s3_client.cache_clear()
-
-
-@pytest.mark.usefixtures("aws_env")
-def test_fetch_image_from_the_local_s3(cfg: Config, unique_name: str) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=cfg.s3_endpoint_url,
-        region_name=cfg.s3.region,
-        aws_access_key_id="testing",  # moto accepts any credentials
-        aws_secret_access_key="testing",  # noqa: S106
-    )
-    bucket = unique_name
-    s3.create_bucket(Bucket=bucket)
-    try:
-        s3.put_object(Bucket=bucket, Key="images/l-1/0.jpg", Body=b"\xff\xd8 from s3")
-        url = f"s3://{bucket}/images/l-1/0.jpg"
-        assert fetch_image(url, 5.0, cfg.s3_endpoint_url, cfg.s3.region) == b"\xff\xd8 from s3"
-        with pytest.raises(ImageFetchError) as missing:
-            fetch_image(f"s3://{bucket}/images/none.jpg", 5.0, cfg.s3_endpoint_url, cfg.s3.region)
-        assert missing.value.reason == "not_found"
-        got = fetch_many([url, "ftp://x", url], 5.0, cfg.s3_endpoint_url, cfg.s3.region)
-        assert got[0] == got[2] == b"\xff\xd8 from s3"
-        assert isinstance(got[1], ImageFetchError) and got[1].reason == "unsupported_scheme"
-    finally:
-        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
-        s3.delete_bucket(Bucket=bucket)
-
-
-def test_fetch_image_rejects_an_unsupported_scheme() -> None:
-    with pytest.raises(ImageFetchError) as e:
-        fetch_image("ftp://x", 5.0, None, "us-east-1")
-    assert e.value.reason == "unsupported_scheme"
-    assert e.value.reason in FETCH_REASONS
-    assert str(e.value).startswith("unsupported_scheme: ftp://x")

@@ -298,3 +298,31 @@ def test_contract_bounds_are_checked_when_the_config_loads(environ: dict[str, st
         load_config(environ={"VECTORLAKE__CONTRACTS__MAX_TITLE_BYTES": "300"}).contracts.max_title_bytes
         == 300
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"VECTORLAKE__FETCH__SCHEMES": "https,ftp"}, "fetch.schemes: 'ftp' is not one of"),
+        ({"VECTORLAKE__FETCH__MAX_BYTES": "0"}, "fetch.max_bytes: expected a positive integer"),
+        ({"VECTORLAKE__FETCH__DEADLINE_S": "-1"}, "fetch.deadline_s: expected a positive number"),
+        ({"VECTORLAKE__FETCH__MAX_REDIRECTS": "-1"}, "fetch.max_redirects: expected 0 or more"),
+    ],
+)
+def test_the_fetch_policy_is_checked_when_the_config_loads(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(message)) as e:
+        load_config(environ=environ)
+    assert "\n" not in str(e.value)
+
+
+def test_fetch_roots_are_normalized_and_prod_reads_only_its_image_bucket_over_https() -> None:
+    from vectorlake.embed.fetch import FetchPolicy
+
+    local = load_config(environ={"VECTORLAKE__FETCH__FILE_ROOTS": "data/images/,/srv/x/../images"})
+    assert local.fetch.file_roots == (str(PROJECT_ROOT / "data/images"), "/srv/images")
+    policy = FetchPolicy.from_config(load_config(environ={}))
+    assert policy.file_roots is None and policy.s3_buckets == ("vectorlake",)  # s3.bucket by default
+    assert policy.s3_local_stack
+    prod = FetchPolicy.from_config(load_config(environ={"VECTORLAKE_ENV": "prod"}))
+    assert prod.schemes == ("s3", "https") and prod.file_roots == ()
+    assert prod.s3_buckets == ("vectorlake-prod-images",) and not prod.s3_local_stack

@@ -1,28 +1,47 @@
-"""Fetch image bytes by URL: ``file://``, ``s3://bucket/key`` and ``http(s)://``.
+"""Fetch image bytes by URL (``file://``, ``s3://bucket/key``, ``http(s)://``) under a `FetchPolicy`.
 
-A failure is an `ImageFetchError` whose ``reason`` is one of `FETCH_REASONS`, so that callers can count
-failures by reason and record them per item instead of failing a batch.
+Image URLs come from sellers' events, so the policy (config ``fetch:``) bounds what one can reach and how
+much of it: the schemes allowed; ``file://`` only for regular files under the configured roots (symlinks
+and ``..`` resolved first; FIFOs, devices and folders never); ``s3://`` only in the configured buckets and
+never anonymously; ``http(s)`` only to hosts whose every address is public (not loopback, private,
+link-local, multicast or reserved) unless the host is allowed, every redirect hop checked the same way and
+at most ``max_redirects`` of them; a byte cap and a deadline for the whole fetch; and a pixel cap read from
+the image header before anything is decoded.
+
+A failure is an `ImageFetchError` whose ``reason`` is one of `FETCH_REASONS` (``refused``: the policy
+does not allow the URL; ``too_large``: over the byte or pixel cap), so that callers record it per item
+(an embed dead letter, the listing served by its text) instead of failing a batch.
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import ipaddress
 import logging
+import os
+import socket
+import stat
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urljoin, urlparse
 from urllib.request import url2pathname
 
 from vectorlake.errors import VectorlakeError
 
+if TYPE_CHECKING:
+    from vectorlake.config import Config
+
 log = logging.getLogger(__name__)
 
-FETCH_REASONS = ("unsupported_scheme", "not_found", "fetch_failed")
+FETCH_REASONS = ("unsupported_scheme", "not_found", "fetch_failed", "refused", "too_large")
 _S3_MISSING = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 _HTTP_MISSING = {404, 410}
 _FETCH_THREADS = 8
+_CHUNK = 64 * 1024
 
 
 class ImageFetchError(VectorlakeError):
@@ -39,118 +58,263 @@ class ImageFetchError(VectorlakeError):
         return (type(self), (self.reason, self.detail))
 
 
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What an image fetch may reach and read (config ``fetch:``), and how S3 is reached: plain values, so
+    it pickles to the Python workers. The defaults allow every scheme, any regular file and any bucket
+    (the local profile's tests and tools build one directly); `from_config` is what the pipeline uses."""
+
+    timeout_s: float = 10.0  # connect, and each read (embed.image_fetch_timeout_s)
+    schemes: tuple[str, ...] = ("file", "s3", "s3a", "http", "https")
+    file_roots: tuple[str, ...] | None = None  # None: any regular file
+    s3_buckets: tuple[str, ...] | None = None  # None: any bucket
+    allow_hosts: tuple[str, ...] = ()
+    max_bytes: int = 20 * 1024 * 1024
+    deadline_s: float = 30.0
+    max_pixels: int = 50_000_000
+    max_redirects: int = 3
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_local_stack: bool = False  # the local stack's moto: sign with its credentials (vectorlake.s3)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> FetchPolicy:
+        from vectorlake import s3
+
+        f = cfg.fetch
+        buckets = f.s3_buckets if f.s3_buckets is not None else tuple(b for b in (cfg.s3.bucket,) if b)
+        return cls(
+            timeout_s=cfg.embed.image_fetch_timeout_s,
+            schemes=f.schemes,
+            file_roots=f.file_roots,
+            s3_buckets=buckets,
+            allow_hosts=f.allow_hosts,
+            max_bytes=f.max_bytes,
+            deadline_s=f.deadline_s,
+            max_pixels=f.max_pixels,
+            max_redirects=f.max_redirects,
+            s3_endpoint_url=cfg.s3_endpoint_url,
+            s3_region=cfg.s3.region,
+            s3_local_stack=s3.is_local_stack(cfg),
+        )
+
+
+def _too_large(url: str, size: int, cap: int) -> ImageFetchError:
+    return ImageFetchError("too_large", f"{url[:200]}: over fetch.max_bytes ({cap} bytes; {size} or more)")
+
+
 @functools.lru_cache(maxsize=8)
-def _s3_client(
-    endpoint_url: str | None, region: str, timeout_s: float, local_stack: bool
-) -> tuple[Any, bool]:
-    """(boto3 client, anonymous?) once per process and endpoint; anonymous when boto3 finds no credentials
-    (never on the local stack: its session signs with the stack's credentials, see `vectorlake.s3`)."""
-    from botocore import UNSIGNED
+def _s3_client(endpoint_url: str | None, region: str, timeout_s: float, local_stack: bool) -> Any:
+    """The boto3 client once per process and endpoint, or None when boto3 finds no credentials (never on
+    the local stack: its session signs with the stack's credentials, see `vectorlake.s3`)."""
     from botocore.config import Config as BotoConfig
 
     from vectorlake.s3 import boto_session
 
     session = boto_session(region, local_stack)
-    unsigned = session.get_credentials() is None
-    if unsigned:
-        log.warning("no AWS credentials found: reading s3 objects anonymously (public buckets only)")
+    if session.get_credentials() is None:
+        return None
     config = BotoConfig(
-        signature_version=UNSIGNED if unsigned else None,
         connect_timeout=timeout_s,
         read_timeout=timeout_s,
         retries={"max_attempts": 3, "mode": "standard"},
         max_pool_connections=_FETCH_THREADS * 2,
     )
-    client = session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
-    return client, unsigned
+    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
-def _fetch_file(url: str) -> bytes:
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _fetch_file(url: str, policy: FetchPolicy) -> bytes:
     parsed = urlparse(url)
     if parsed.netloc not in ("", "localhost"):
-        raise ImageFetchError("unsupported_scheme", f"file URL with a remote host: {url}")
-    path = Path(url2pathname(parsed.path))
+        raise ImageFetchError("refused", f"file URL with a remote host: {url[:200]}")
+    path = os.path.realpath(url2pathname(parsed.path))  # symlinks and .. resolved before the root check
+    if policy.file_roots is not None and not _under(path, [os.path.realpath(r) for r in policy.file_roots]):
+        raise ImageFetchError("refused", f"{url[:200]}: {path} is not under fetch.file_roots")
     try:
-        return path.read_bytes()
+        # non-blocking: opening a FIFO must not wait for a writer; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError as e:
-        raise ImageFetchError("not_found", f"{url}: no such file") from e
+        raise ImageFetchError("not_found", f"{url[:200]}: no such file") from e
     except OSError as e:
-        raise ImageFetchError("fetch_failed", f"{url}: {type(e).__name__}: {e.strerror or e}") from e
+        raise ImageFetchError("fetch_failed", f"{url[:200]}: {type(e).__name__}: {e.strerror or e}") from e
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ImageFetchError("refused", f"{url[:200]}: not a regular file")
+    if info.st_size > policy.max_bytes:
+        os.close(fd)
+        raise _too_large(url, info.st_size, policy.max_bytes)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(policy.max_bytes + 1)
+    if len(data) > policy.max_bytes:
+        raise _too_large(url, len(data), policy.max_bytes)
+    return data
 
 
-def _fetch_s3(url: str, timeout_s: float, endpoint_url: str | None, region: str, local_stack: bool) -> bytes:
+def _fetch_s3(url: str, policy: FetchPolicy) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
     parsed = urlparse(url)
     bucket, key = parsed.netloc, unquote(parsed.path.lstrip("/"))
     if not bucket or not key:
-        raise ImageFetchError("fetch_failed", f"{url}: expected s3://bucket/key")
-    client, anonymous = _s3_client(endpoint_url, region, timeout_s, local_stack)
+        raise ImageFetchError("fetch_failed", f"{url[:200]}: expected s3://bucket/key")
+    if policy.s3_buckets is not None and bucket not in policy.s3_buckets:
+        raise ImageFetchError("refused", f"{url[:200]}: bucket {bucket!r} is not in fetch.s3_buckets")
+    client = _s3_client(policy.s3_endpoint_url, policy.s3_region, policy.timeout_s, policy.s3_local_stack)
+    if client is None:
+        raise ImageFetchError("refused", f"{url[:200]}: no AWS credentials (anonymous reads are not made)")
     try:
         response = client.get_object(Bucket=bucket, Key=key)
-        return bytes(response["Body"].read())
+        size = int(response.get("ContentLength") or 0)
+        if size > policy.max_bytes:
+            response["Body"].close()
+            raise _too_large(url, size, policy.max_bytes)
+        data = bytes(response["Body"].read(policy.max_bytes + 1))
     except ClientError as e:
         code = str(e.response.get("Error", {}).get("Code", ""))
         if code in _S3_MISSING:
-            raise ImageFetchError("not_found", f"{url}: {code}") from e
-        hint = " (anonymous request: boto3 found no AWS credentials)" if anonymous else ""
-        raise ImageFetchError("fetch_failed", f"{url}: {code or e}{hint}") from e
+            raise ImageFetchError("not_found", f"{url[:200]}: {code}") from e
+        raise ImageFetchError("fetch_failed", f"{url[:200]}: {code or e}") from e
     except (BotoCoreError, OSError) as e:
-        raise ImageFetchError("fetch_failed", f"{url}: {type(e).__name__}: {e}") from e
+        raise ImageFetchError("fetch_failed", f"{url[:200]}: {type(e).__name__}: {e}") from e
+    if len(data) > policy.max_bytes:
+        raise _too_large(url, len(data), policy.max_bytes)
+    return data
 
 
-def _fetch_http(url: str, timeout_s: float) -> bytes:
+def _host_allowed(url: str, policy: FetchPolicy) -> None:
+    """Refuse a URL whose host is not allowed and resolves to any address that is not public."""
+    parsed = urlparse(url)
+    host = parsed.hostname
+    if not host:
+        raise ImageFetchError("refused", f"{url[:200]}: no host")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if host in policy.allow_hosts or f"{host}:{port}" in policy.allow_hosts:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as e:
+        raise ImageFetchError("fetch_failed", f"{url[:200]}: cannot resolve {host}: {e}") from e
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_global:
+            raise ImageFetchError(
+                "refused", f"{url[:200]}: {host} resolves to {address}, not a public address"
+            )
+
+
+def _fetch_http(url: str, policy: FetchPolicy) -> bytes:
     import requests
 
-    try:
-        response = requests.get(url, timeout=timeout_s)
-    except requests.RequestException as e:
-        raise ImageFetchError("fetch_failed", f"{url}: {type(e).__name__}: {e}") from e
-    if response.status_code in _HTTP_MISSING:
-        raise ImageFetchError("not_found", f"{url}: HTTP {response.status_code}")
-    if response.status_code != 200:
-        raise ImageFetchError("fetch_failed", f"{url}: HTTP {response.status_code}")
-    return response.content
-
-
-def fetch_image(
-    url: str,
-    timeout_s: float,
-    s3_endpoint_url: str | None,
-    s3_region: str,
-    *,
-    s3_local_stack: bool = False,
-) -> bytes:
-    """The bytes at ``url``; raises `ImageFetchError` (reason in `FETCH_REASONS`) when they cannot be read.
-
-    ``s3_local_stack``: S3 is the local stack's moto (`vectorlake.s3.is_local_stack`), reached with the
-    stack's credentials whatever the environment holds."""
-    scheme = urlparse(url).scheme.lower()
-    if scheme == "file":
-        return _fetch_file(url)
-    if scheme in ("s3", "s3a"):
-        return _fetch_s3(url, timeout_s, s3_endpoint_url, s3_region, s3_local_stack)
-    if scheme in ("http", "https"):
-        return _fetch_http(url, timeout_s)
+    deadline = time.monotonic() + policy.deadline_s
+    current = url
+    for _ in range(policy.max_redirects + 1):
+        if urlparse(current).scheme.lower() not in ("http", "https") or (
+            urlparse(current).scheme.lower() not in policy.schemes
+        ):
+            raise ImageFetchError(
+                "refused", f"{url[:200]}: redirected to a scheme not allowed: {current[:200]}"
+            )
+        _host_allowed(current, policy)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ImageFetchError(
+                "fetch_failed", f"{url[:200]}: over fetch.deadline_s ({policy.deadline_s:g} s)"
+            )
+        try:
+            response = requests.get(
+                current, timeout=min(policy.timeout_s, left), stream=True, allow_redirects=False
+            )
+        except requests.RequestException as e:
+            raise ImageFetchError("fetch_failed", f"{url[:200]}: {type(e).__name__}: {e}") from e
+        with response:
+            if response.is_redirect:
+                current = urljoin(current, response.headers.get("location", ""))
+                continue
+            if response.status_code in _HTTP_MISSING:
+                raise ImageFetchError("not_found", f"{url[:200]}: HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise ImageFetchError("fetch_failed", f"{url[:200]}: HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > policy.max_bytes:
+                raise _too_large(url, int(declared), policy.max_bytes)
+            return _read_body(url, response, policy, deadline)
     raise ImageFetchError(
-        "unsupported_scheme", f"{url[:200]}: scheme {scheme or '(none)'!r} is not supported"
+        "refused", f"{url[:200]}: more than fetch.max_redirects ({policy.max_redirects}) redirects"
     )
 
 
+def _read_body(url: str, response: Any, policy: FetchPolicy, deadline: float) -> bytes:
+    """The body, read one socket read at a time (so that a server dripping bytes meets the deadline), the
+    byte cap applied to the decoded bytes (so that a compressed body cannot expand past it)."""
+    body = bytearray()
+    try:
+        while True:
+            chunk = response.raw.read1(_CHUNK, decode_content=True)
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > policy.max_bytes:
+                raise _too_large(url, len(body), policy.max_bytes)
+            if time.monotonic() > deadline:
+                raise ImageFetchError(
+                    "fetch_failed", f"{url[:200]}: over fetch.deadline_s ({policy.deadline_s:g} s)"
+                )
+    except ImageFetchError:
+        raise
+    except Exception as e:  # urllib3's read errors (timeouts, protocol and decoding errors)
+        raise ImageFetchError("fetch_failed", f"{url[:200]}: {type(e).__name__}: {e}") from e
+
+
+def _check_pixels(url: str, data: bytes, max_pixels: int) -> None:
+    """Refuse an image whose header declares more than ``max_pixels``, before anything decodes it."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Image.DecompressionBombError as e:
+        raise ImageFetchError("too_large", f"{url[:200]}: {e}") from e
+    except Exception:  # not an image PIL can read: the decoder reports it (decode_failed)
+        return
+    if width * height > max_pixels:
+        raise ImageFetchError(
+            "too_large", f"{url[:200]}: {width}x{height} pixels, over fetch.max_pixels ({max_pixels})"
+        )
+
+
+def fetch_image(url: str, policy: FetchPolicy) -> bytes:
+    """The bytes at ``url`` as `policy` allows; raises `ImageFetchError` (reason in `FETCH_REASONS`)."""
+    scheme = urlparse(url).scheme.lower()
+    if scheme not in ("file", "s3", "s3a", "http", "https"):
+        raise ImageFetchError(
+            "unsupported_scheme", f"{url[:200]}: scheme {scheme or '(none)'!r} is not supported"
+        )
+    if scheme not in policy.schemes:
+        raise ImageFetchError("refused", f"{url[:200]}: scheme {scheme!r} is not in fetch.schemes")
+    if scheme == "file":
+        data = _fetch_file(url, policy)
+    elif scheme in ("s3", "s3a"):
+        data = _fetch_s3(url, policy)
+    else:
+        data = _fetch_http(url, policy)
+    _check_pixels(url, data, policy.max_pixels)
+    return data
+
+
 def fetch_many(
-    urls: Sequence[str],
-    timeout_s: float,
-    s3_endpoint_url: str | None,
-    s3_region: str,
-    threads: int = _FETCH_THREADS,
-    *,
-    s3_local_stack: bool = False,
+    urls: Sequence[str], policy: FetchPolicy, threads: int = _FETCH_THREADS
 ) -> list[bytes | ImageFetchError]:
     """`fetch_image` for each URL on a small thread pool; a failure is returned in its place, not raised."""
 
     def one(url: str) -> bytes | ImageFetchError:
         try:
-            return fetch_image(url, timeout_s, s3_endpoint_url, s3_region, s3_local_stack=s3_local_stack)
+            return fetch_image(url, policy)
         except ImageFetchError as e:
             return e
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd  # at module level: pandas UDFs resolve their type hints in this module's globals
 
-from vectorlake import s3
 from vectorlake.config import Config
+from vectorlake.embed.fetch import FetchPolicy
 from vectorlake.embed.registry import ModelRef
 from vectorlake.lake.conflicts import retry_conflicts
 from vectorlake.lake.tables import LakeTables
@@ -41,10 +41,7 @@ class EncoderSettings:
     batch_size: int
     overlap: int
     torch_threads: int | None
-    fetch_timeout_s: float
-    s3_endpoint_url: str | None
-    s3_region: str
-    s3_local_stack: bool = False  # the local stack's moto: sign with its credentials (vectorlake.s3)
+    fetch: FetchPolicy  # what an image URL may reach (config fetch:)
 
     @classmethod
     def from_config(cls, cfg: Config, ref: ModelRef, torch_threads: int | None) -> EncoderSettings:
@@ -54,10 +51,7 @@ class EncoderSettings:
             batch_size=cfg.embed.batch_size,
             overlap=cfg.embed.chunk_overlap_tokens,
             torch_threads=cfg.embed.torch_threads or torch_threads,
-            fetch_timeout_s=cfg.embed.image_fetch_timeout_s,
-            s3_endpoint_url=cfg.s3_endpoint_url,
-            s3_region=cfg.s3.region,
-            s3_local_stack=s3.is_local_stack(cfg),
+            fetch=FetchPolicy.from_config(cfg),
         )
 
 
@@ -138,13 +132,7 @@ def image_udf(settings: EncoderSettings) -> object:
             settings.path, settings.device, settings.batch_size, settings.torch_threads
         )
         for urls in batches:
-            fetched = fetch_many(
-                [str(u) for u in urls],
-                settings.fetch_timeout_s,
-                settings.s3_endpoint_url,
-                settings.s3_region,
-                s3_local_stack=settings.s3_local_stack,
-            )
+            fetched = fetch_many([str(u) for u in urls], settings.fetch)
             good = [i for i, f in enumerate(fetched) if isinstance(f, bytes)]
             vectors: list[object] = [None] * len(fetched)
             reasons: list[str | None] = [None] * len(fetched)
