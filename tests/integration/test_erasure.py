@@ -417,42 +417,80 @@ def _vectorlake(args: list[str], env: dict[str, str]) -> subprocess.CompletedPro
     )
 
 
-def test_data_put_back_during_a_purge_fails_verification_and_the_next_purge_erases_it(
+def test_a_listing_erasure_deletes_only_its_own_images_and_is_retried_when_data_comes_back(
     spark: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A forced interleaving (issue 19): a writer running beside the purge puts a subject's rows back
-    between the erasure and the verification, as an ingest batch that read the tombstones before they were
-    written would. The request must not stay `erased` and unverified until its deadline passes: it goes back
-    to pending, and the next purge erases and verifies it. (Runs last: it erases another seller's listing.)"""
+    """Issue 20, item 4: a listing's media events name a file outside the image folders, an object in
+    another bucket and an image another seller's listing uses too; its erasure deletes only its own object.
+    Issue 19, item 4, a forced interleaving: a writer beside the purge puts the listing's rows back between
+    the erasure and the verification (as an ingest batch that read the tombstones before they were written
+    would); the request goes back to pending instead of staying erased and unverified until its deadline,
+    and the next purge erases and verifies it. (Runs last: it erases another seller's listing.)"""
     from pyspark.sql import functions as F
 
     from vectorlake.control import requests_table
+    from vectorlake.pipeline import ingest_query
 
     st, cfg = stack, stack.cfg
-    bronze = st.tables.bronze("listing_changes")
-    others = spark.read.format("delta").load(st.tables.listings).where(F.col("seller_id") != st.seller)
-    listing = min(r[0] for r in others.select("listing_id").collect())
-    frame = spark.read.format("delta").load(bronze)
-    rows, schema = frame.where(F.col("listing_id") == listing).collect(), frame.schema
-    assert rows, "the listing must have bronze rows to put back"
-    rid = erasure.record_request(cfg, "listing", listing).request_id
-    real_purge_history = erasure.purge_history
+    s3 = _s3(cfg)
+    listings = spark.read.format("delta").load(st.tables.listings).where(F.col("seller_id") != st.seller)
+    with_image = listings.where(F.col("primary_image_url").startswith(f"s3://{st.bucket}/"))
+    rows = with_image.orderBy("listing_id").select("listing_id", "seller_id", "primary_image_url").collect()
+    mine, own_url = rows[0]["listing_id"], rows[0]["primary_image_url"]
+    shared_url = next(r["primary_image_url"] for r in rows if r["seller_id"] != rows[0]["seller_id"])
+    precious = st.landing.parent / "precious.jpg"  # outside the landing folder (the image root here)
+    precious.write_bytes(b"not the seller's to delete")
+    other_bucket = f"{st.bucket}-other"
+    s3.create_bucket(Bucket=other_bucket)
+    s3.put_object(Bucket=other_bucket, Key="keep.jpg", Body=b"not ours either")
+    try:
+        hostile = [precious.as_uri(), f"s3://{other_bucket}/keep.jpg", shared_url]
+        media = [
+            {"event_id": f"own-{i}", "listing_id": mine, "image_id": f"own-{i}", "event_ts": 5_000 + i}
+            | {"op": "ADDED", "url": url}
+            for i, url in enumerate(hostile)
+        ]
+        (st.landing / "media" / "part-hostile.jsonl").write_text("".join(json.dumps(m) + "\n" for m in media))
+        query, _ = ingest_query.start(spark, cfg, "files", True, str(st.landing))
+        query.awaitTermination()
+        assert query.exception() is None
 
-    def a_writer_beside_the_purge(session: Any, config: Config, tables: LakeTables) -> None:
-        session.createDataFrame(rows, schema).write.format("delta").mode("append").save(bronze)
-        real_purge_history(session, config, tables)
+        bronze = st.tables.bronze("listing_changes")
+        frame = spark.read.format("delta").load(bronze)
+        put_back, schema = frame.where(F.col("listing_id") == mine).collect(), frame.schema
+        assert put_back, "the listing must have bronze rows to put back"
+        rid = erasure.record_request(cfg, "listing", mine).request_id
+        real_purge_history = erasure.purge_history
 
-    with monkeypatch.context() as m:
-        m.setattr(erasure, "purge_history", a_writer_beside_the_purge)
-        first = erasure.purge(spark, cfg)
-    assert rid in first.erased and first.verified == []
-    assert "bronze/listing_changes" in first.unverified[rid]
-    assert any(line.startswith(f"NOT verified {rid}") and "pending again" in line for line in first.lines())
-    status = {r["request_id"]: r for r in requests_table(cfg).rows()}[rid]
-    assert status["status"] == "pending" and status["subject_id"] == listing
+        def a_writer_beside_the_purge(session: Any, config: Config, tables: LakeTables) -> None:
+            session.createDataFrame(put_back, schema).write.format("delta").mode("append").save(bronze)
+            real_purge_history(session, config, tables)
 
-    second = erasure.purge(spark, cfg)
-    assert second.erased[rid]["bronze/listing_changes"] == len(rows)
-    assert second.verified == [rid] and second.unverified == {}
-    assert {r["request_id"]: r["status"] for r in requests_table(cfg).rows()}[rid] == "done"
-    assert spark.read.format("delta").load(bronze).where(F.col("listing_id") == listing).count() == 0
+        with monkeypatch.context() as m:
+            m.setattr(erasure, "purge_history", a_writer_beside_the_purge)
+            first = erasure.purge(spark, cfg)
+        # only its own image went: not the file outside the roots, the other bucket, the shared image
+        key = own_url.split(f"s3://{st.bucket}/", 1)[1]
+        assert not [k for k, _ in _all_versions(s3, st.bucket) if k == key]
+        shared_key = shared_url.split(f"s3://{st.bucket}/", 1)[1]
+        assert [k for k, _ in _all_versions(s3, st.bucket) if k == shared_key]
+        assert precious.read_bytes() == b"not the seller's to delete"
+        assert s3.get_object(Bucket=other_bucket, Key="keep.jpg")["Body"].read() == b"not ours either"
+        # the rows put back fail the verification; the request is pending again, with its subject
+        assert rid in first.erased and first.verified == []
+        assert "bronze/listing_changes" in first.unverified[rid]
+        assert any(
+            line.startswith(f"NOT verified {rid}") and "pending again" in line for line in first.lines()
+        )
+        status = {r["request_id"]: r for r in requests_table(cfg).rows()}[rid]
+        assert status["status"] == "pending" and status["subject_id"] == mine
+
+        second = erasure.purge(spark, cfg)
+        assert second.erased[rid]["bronze/listing_changes"] == len(put_back)
+        assert second.verified == [rid] and second.unverified == {}
+        assert {r["request_id"]: r["status"] for r in requests_table(cfg).rows()}[rid] == "done"
+        assert spark.read.format("delta").load(bronze).where(F.col("listing_id") == mine).count() == 0
+    finally:
+        for k, version in _all_versions(s3, other_bucket):
+            s3.delete_object(Bucket=other_bucket, Key=k, VersionId=version)
+        s3.delete_bucket(Bucket=other_bucket)

@@ -27,11 +27,14 @@ the vacuum while the stream's checkpoint is behind. The Delta log keeps per-file
 from __future__ import annotations
 
 import logging
+import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from vectorlake import s3
 from vectorlake.config import Config
@@ -178,8 +181,11 @@ class Scope:
         )
 
 
-def resolve(spark: SparkSession, tables: LakeTables, subject_type: SubjectType, subject_id: str) -> Scope:
-    """The subject's listings (for a seller: every listing that ever named it) and image URLs."""
+def resolve(
+    spark: SparkSession, cfg: Config, tables: LakeTables, subject_type: SubjectType, subject_id: str
+) -> Scope:
+    """The subject's listings (for a seller: every listing that ever named it) and the image URLs that are
+    its own to delete (`owned_image_urls`)."""
     from pyspark.sql import functions as F
 
     seller = Match(frozenset({subject_hash(subject_type, subject_id)}), frozenset())
@@ -208,7 +214,50 @@ def resolve(spark: SparkSession, tables: LakeTables, subject_type: SubjectType, 
                 .distinct()
                 .collect()
             }
-    return Scope(subject_type, subject_id, tuple(ids), tuple(sorted(urls)))
+    return Scope(subject_type, subject_id, tuple(ids), owned_image_urls(spark, cfg, tables, ids, urls))
+
+
+def image_roots(cfg: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(local folders, S3 buckets) under which image files and objects are vectorlake's: the fetch policy's
+    roots (else the landing folder) and buckets (else ``s3.bucket``)."""
+    from vectorlake.embed.fetch import FetchPolicy
+
+    policy = FetchPolicy.from_config(cfg)
+    folders = policy.file_roots if policy.file_roots is not None else (cfg.sources.landing_dir,)
+    local = tuple(os.path.realpath(f) for f in folders if "://" not in f)
+    return local, tuple(policy.s3_buckets or ())
+
+
+def _owned(url: str, folders: Sequence[str], buckets: Sequence[str]) -> bool:
+    parsed = urlparse(url)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        path = os.path.realpath(url2pathname(parsed.path))
+        return any(path.startswith(folder.rstrip("/") + "/") for folder in folders)
+    if parsed.scheme in ("s3", "s3a"):
+        return parsed.netloc in buckets
+    return False  # http(s): someone else's server
+
+
+def owned_image_urls(
+    spark: SparkSession, cfg: Config, tables: LakeTables, listing_ids: Sequence[str], urls: Iterable[str]
+) -> tuple[str, ...]:
+    """The image URLs an erasure may delete: files under the image folders and objects in the image buckets
+    (`image_roots`; a URL a seller pointed at a lake file or another bucket is not vectorlake's to delete),
+    that no listing outside the subject's names in silver (sellers who share an image keep it)."""
+    from pyspark.sql import functions as F
+
+    folders, buckets = image_roots(cfg)
+    candidates = sorted({u for u in urls if _owned(u, folders, buckets)})
+    if not candidates:
+        return ()
+    shared: set[str] = set()
+    for path, column in ((tables.media, "url"), (tables.listings, "primary_image_url")):
+        frame = spark.read.format("delta").load(path)
+        others = frame.where(F.col(column).isin(candidates) & ~F.col("listing_id").isin(list(listing_ids)))
+        shared |= {r[0] for r in others.select(column).distinct().collect()}
+    if shared:
+        log.info("%d image(s) of the subject are named by other listings too: kept", len(shared))
+    return tuple(u for u in candidates if u not in shared)
 
 
 # --- the purge ------------------------------------------------------------------------------------------
@@ -339,7 +388,7 @@ def purge(spark: SparkSession, cfg: Config, now: datetime | None = None) -> Purg
         if not row.get("subject_id"):
             raise ErasureError(f"request {row['request_id']} is pending without a subject_id")
         started = datetime.now(UTC)
-        scope = resolve(spark, tables, row["subject_type"], row["subject_id"])
+        scope = resolve(spark, cfg, tables, row["subject_type"], row["subject_id"])
         _write_tombstones(cfg, row["request_id"], scope, started)  # first: ingest drops new events now
         counts = erase_scope(spark, cfg, scope, request_match(cfg, row["request_id"])[1])
         finished = datetime.now(UTC)
