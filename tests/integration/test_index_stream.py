@@ -195,32 +195,42 @@ def test_only_relevant_changes_reach_the_models(spark: Any, tmp_path: Path, alia
     assert spark.read.format("delta").load(LakeTables(cfg.lake.root).embeddings).count() == 3 + 2
 
 
-def test_an_unreachable_image_is_dead_lettered_and_the_listing_indexed_by_text(
+def test_an_image_that_cannot_or_may_not_be_fetched_is_dead_lettered_and_indexed_by_text(
     spark: Any, tmp_path: Path, alias: str
 ) -> None:
     cfg = _cfg(tmp_path, alias)
     landing = Landing(tmp_path / "landing")
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg at all")
+    bomb = io.BytesIO()  # a small PNG whose header declares 81 million pixels (over fetch.max_pixels)
+    Image.new("1", (9_000, 9_000)).save(bomb, "PNG")
+    (tmp_path / "bomb.png").write_bytes(bomb.getvalue())
     landing.add(
         listing_changes=[
             _listing("M1", 1_000, "s1", "Steel lamp", 30.0, ["gone"]),
             _listing("M2", 1_000, "s1", "Oak table", 90.0, ["bad"]),
+            _listing("M3", 1_000, "s1", "Brass bell", 12.0, ["meta"]),
+            _listing("M4", 1_000, "s1", "Glass vase", 15.0, ["bomb"]),
         ],
         media=[
             _media("M1", "gone", 1_100, f"file://{tmp_path}/missing.jpg"),
             _media("M2", "bad", 1_100, f"file://{tmp_path}/bad.jpg"),
+            # the cloud metadata address: refused by the fetch policy, never requested
+            _media("M3", "meta", 1_100, "http://169.254.169.254/latest/meta-data/iam/"),
+            _media("M4", "bomb", 1_100, f"file://{tmp_path}/bomb.png"),
         ],
     )
     totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(landing.root)).index
-    assert totals is not None and totals.image_failures == 2
+    assert totals is not None and totals.image_failures == 4
     docs, _ = index_documents(cfg)
-    assert set(docs) == {"M1", "M2"} and all(
+    assert set(docs) == {"M1", "M2", "M3", "M4"} and all(
         "image_vector" not in d and "text_vector" in d for d in docs.values()
     )
     dead = spark.read.format("delta").load(LakeTables(cfg.lake.root).embed_dead_letters).collect()
     assert sorted((r["listing_id"], r["reason"]) for r in dead) == [
         ("M1", "not_found"),
         ("M2", "decode_failed"),
+        ("M3", "refused"),
+        ("M4", "too_large"),
     ]
 
 
