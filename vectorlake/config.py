@@ -116,6 +116,7 @@ class SinkConfig:
     backoff_initial_s: float
     backoff_max_s: float
     restart_delay_s: float
+    restart_max_delay_s: float = 300.0  # the restart delay doubles per failure in a row, up to this
 
 
 @dataclass(frozen=True)

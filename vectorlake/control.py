@@ -27,6 +27,7 @@ from vectorlake.lake.tables import (
     QUALITY_BASELINE_COLUMNS,
     QUALITY_RESULT_COLUMNS,
     REINDEX_PROGRESS_COLUMNS,
+    STREAM_FAILURE_COLUMNS,
     STREAM_METRIC_COLUMNS,
     LakeTables,
 )
@@ -216,6 +217,12 @@ def quality_results_table(cfg: Config) -> ControlTable:
 def quality_baselines_table(cfg: Config) -> ControlTable:
     path = LakeTables(cfg.lake.root).quality_baselines
     return ControlTable(cfg, path, QUALITY_BASELINE_COLUMNS, ("model_version", "modality"))
+
+
+def stream_failures_table(cfg: Config) -> ControlTable:
+    """``ops/stream_failures``: one row per failure of a query the job restarts (insert-only)."""
+    path = LakeTables(cfg.lake.root).stream_failures
+    return ControlTable(cfg, path, STREAM_FAILURE_COLUMNS, ("stream", "query_id", "failed_at"))
 
 
 def stream_metrics_table(cfg: Config) -> ControlTable:

@@ -269,7 +269,8 @@ def test_an_opensearch_outage_mid_stream(spark: Any, tmp_path: Path, unique_name
     live_alias = f"{unique_name}-live"
     cfg = _cfg(tmp_path / "live", live_alias, sources__trigger_interval="1 second",
                embed__trigger_interval="1 second", sink__restart_delay_s="2", sink__max_retries="2",
-               sink__backoff_initial_s="0.2", sink__backoff_max_s="1", opensearch__timeout_s="5")  # fmt: skip
+               sink__backoff_initial_s="0.2", sink__backoff_max_s="1", opensearch__timeout_s="5",
+               sink__restart_max_delay_s="8")  # fmt: skip
     opensearch = servers.opensearch(cfg)
     stop = threading.Event()
     thread: threading.Thread | None = None
@@ -324,6 +325,17 @@ def test_an_opensearch_outage_mid_stream(spark: Any, tmp_path: Path, unique_name
         assert same_index(got, want) and got_versions == want_versions
         totals = result["totals"].index
         assert totals.restarts >= 1  # the outage was noticed, and survived
+        # each failure is a row of ops/stream_failures, with the restart delay doubling up to its cap
+        from vectorlake.ops import metrics
+
+        failures = sorted(metrics.read_rows(cfg, tables.stream_failures), key=lambda r: r["failed_at"])
+        assert len(failures) >= totals.restarts and {r["stream"] for r in failures} == {"index"}
+        assert failures[0]["in_a_row"] == 1 and failures[0]["restart_in_s"] == 2.0
+        assert all(r["restart_in_s"] == min(8.0, 2.0 * 2 ** (r["in_a_row"] - 1)) for r in failures)
+        # and the metrics count them, the stream no longer failing: batches completed after the last one
+        exposition = metrics.exposition(cfg, with_opensearch=False)
+        assert f'vectorlake_stream_failures_total{{stream="index"}} {float(len(failures))}' in exposition
+        assert 'vectorlake_stream_failing{stream="index"} 0.0' in exposition
     finally:
         stop.set()
         if thread is not None:

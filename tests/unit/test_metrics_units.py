@@ -207,3 +207,63 @@ def test_metrics_table_inserts_a_key_once_and_keeps_the_first_row(tmp_path: Path
     )
     kept = next(r for r in rows if (r["query_id"], r["batch_id"]) == ("q1", 1))
     assert kept["rows"] == 50 and kept["accepted"] == 50
+
+
+def _failure(
+    at: datetime, in_a_row: int, error: str = "the index stream failed: OpenSearch down"
+) -> dict[str, Any]:
+    return {"stream": "index", "query_id": "i1", "failed_at": at, "in_a_row": in_a_row,
+            "restart_in_s": 15.0 * 2 ** (in_a_row - 1), "error": error, "recorded_at": at}  # fmt: skip
+
+
+def test_the_restart_delay_doubles_per_failure_in_a_row_up_to_its_cap() -> None:
+    from vectorlake.pipeline.supervise import restart_delay
+
+    assert [restart_delay(15, 300, n) for n in range(1, 8)] == [15, 30, 60, 120, 240, 300, 300]
+    assert restart_delay(2, 8, 1000) == 8  # no overflow however long the outage
+    with pytest.raises(ValueError, match="in_a_row"):
+        restart_delay(15, 300, 0)
+
+
+def test_failures_after_the_last_batch_make_a_stream_failing_in_metrics_and_status() -> None:
+    rows = _rows()  # the index stream's last batch finished at T0 + 3 min 4 s
+    old = _failure(T0 + timedelta(minutes=1), 1)  # before that batch: recovered since
+    got = _parse(rows, failures=[old])
+    index = (("stream", "index"),)
+    assert got[("vectorlake_stream_failures_total", index)] == 1
+    assert got[("vectorlake_stream_failing", index)] == 0
+    assert got[("vectorlake_stream_failing", (("stream", "ingest_files"),))] == 0
+    new = [old, _failure(T0 + timedelta(minutes=4), 1), _failure(T0 + timedelta(minutes=5), 2)]
+    got = _parse(rows, failures=new)
+    assert got[("vectorlake_stream_failures_total", index)] == 3
+    assert got[("vectorlake_stream_failing", index)] == 2
+    assert metrics.failing(new, metrics.last_batches(rows))["index"]["in_a_row"] == 2
+    assert metrics.failing(new, {})["index"]["in_a_row"] == 2  # never a batch: failing all along
+
+    status = Status(
+        now=T0 + timedelta(minutes=6),
+        streams=[StreamProgress("index", 1, T0, 3, 1, None, failing=new[-1])],
+        last_lag=None,
+        window_lag=Lag(0, None, None, None),
+        window_minutes=60,
+        dead_letters={},
+        generations=[],
+    )
+    assert (
+        "  index: FAILING: 2 failure(s) in a row, the last at 2026-11-20 12:05:00Z (60.0 s ago): "
+        "the index stream failed: OpenSearch down; restarted 30.0 s after it" in status.lines()
+    )
+
+
+def test_a_failure_row_is_recorded_once_and_recording_never_raises(tmp_path: Path) -> None:
+    from vectorlake.pipeline.supervise import record_failure
+
+    cfg = load_config(environ={"VECTORLAKE__LAKE__ROOT": str(tmp_path / "lake")})
+    record_failure(cfg, "index", "q9", 1, 15.0, "the index stream failed: x\nsecond line kept out")
+    rows = metrics.read_rows(cfg, LakeTables(cfg.lake.root).stream_failures)
+    assert [(r["stream"], r["query_id"], r["in_a_row"], r["restart_in_s"]) for r in rows] == [
+        ("index", "q9", 1, 15.0)
+    ]
+    (tmp_path / "blocked").write_text("a file where the lake folder should be")
+    broken = load_config(environ={"VECTORLAKE__LAKE__ROOT": str(tmp_path / "blocked" / "lake")})
+    record_failure(broken, "index", "q9", 2, 30.0, "the lake is unreachable too")  # logged, not raised

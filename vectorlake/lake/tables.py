@@ -114,6 +114,10 @@ class LakeTables:
     def stream_metrics(self) -> str:
         return self.path("ops", "stream_metrics")
 
+    @property
+    def stream_failures(self) -> str:
+        return self.path("ops", "stream_failures")
+
 
 QUARANTINE_COLUMNS = {
     "kind": "string",
@@ -277,6 +281,17 @@ STREAM_METRIC_COLUMNS = {
 }
 
 
+STREAM_FAILURE_COLUMNS = {
+    "stream": "string",  # index (the query the job restarts; an ingest failure stops the job)
+    "query_id": "string",  # the failed query's id; empty when it could not even start
+    "failed_at": "timestamp",
+    "in_a_row": "bigint",  # failures since the stream's last completed batch, this one included
+    "restart_in_s": "double",  # the delay before the next start (sink.restart_delay_s, doubled per failure)
+    "error": "string",  # one line: the exception's type and first line
+    "recorded_at": "timestamp",
+}
+
+
 def schemas(tables: LakeTables) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
     """path -> (columns, table properties) for every table the streams write."""
     out: dict[str, tuple[dict[str, str], dict[str, str]]] = {
@@ -299,6 +314,7 @@ def schemas(tables: LakeTables) -> dict[str, tuple[dict[str, str], dict[str, str
     out[tables.quality_results] = (QUALITY_RESULT_COLUMNS, {})
     out[tables.quality_baselines] = (QUALITY_BASELINE_COLUMNS, {})
     out[tables.stream_metrics] = (STREAM_METRIC_COLUMNS, {})
+    out[tables.stream_failures] = (STREAM_FAILURE_COLUMNS, {})
     return out
 
 

@@ -165,6 +165,25 @@ def last_lag(rows: Iterable[Mapping[str, Any]]) -> tuple[int, Lag] | None:
     return int(r["batch_id"]), Lag(int(r["index_writes"]), r["lag_p50_s"], r["lag_p95_s"], r["lag_max_s"])
 
 
+def failing(
+    failures: Iterable[Mapping[str, Any]], last: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Mapping[str, Any]]:
+    """stream -> its last ``ops/stream_failures`` row, for the streams that failed after their last
+    recorded batch (still failing, or restarted without a batch since)."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for r in failures:
+        best = newest.get(r["stream"])
+        if best is None or r["failed_at"] > best["failed_at"]:
+            newest[r["stream"]] = r
+    out = {}
+    for stream, r in newest.items():
+        batch = last.get(stream)
+        finished = None if batch is None else batch["finished_at"]
+        if finished is None or r["failed_at"] > finished:
+            out[stream] = r
+    return out
+
+
 def _recency(row: Mapping[str, Any]) -> tuple[float, int]:
     finished = row["finished_at"]
     return (finished.timestamp() if finished is not None else 0.0, int(row["batch_id"]))
@@ -175,8 +194,10 @@ def families(
     dead_letters: Mapping[str, int] | None = None,
     generations: Sequence[GenerationDocs] | None = None,
     opensearch_up: bool | None = None,
+    failures: Sequence[Mapping[str, Any]] = (),
 ) -> list[Metric]:
-    """The metric families for the metrics rows and the extras; pure, so it is what the tests check."""
+    """The metric families for the metrics rows (``ops/stream_metrics``), the failures
+    (``ops/stream_failures``) and the extras; pure, so it is what the tests check."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     streams = sorted({r["stream"] for r in rows})
@@ -227,6 +248,23 @@ def families(
             lag.add_metric([quantile], float(value))  # type: ignore[arg-type]
     out.append(lag)
 
+    failed = CounterMetricFamily(
+        "vectorlake_stream_failures",
+        "failures of a query the job restarts (ops/stream_failures)",
+        labels=["stream"],
+    )
+    in_a_row = GaugeMetricFamily(
+        "vectorlake_stream_failing",
+        "failures in a row since the stream's last recorded batch (0: not failing)",
+        labels=["stream"],
+    )
+    now_failing = failing(failures, last)
+    for s in sorted({r["stream"] for r in failures} | set(streams)):
+        failed.add_metric([s], float(sum(1 for r in failures if r["stream"] == s)))
+        row = now_failing.get(s)
+        in_a_row.add_metric([s], float(row["in_a_row"]) if row is not None else 0.0)
+    out += [failed, in_a_row]
+
     if dead_letters is not None:
         g = GaugeMetricFamily(
             "vectorlake_table_rows", "rows in quarantine and the dead-letter tables", labels=["table"]
@@ -259,13 +297,15 @@ class TableCollector:
         self.with_opensearch = with_opensearch
 
     def collect(self) -> Iterator[Metric]:
-        rows = read_rows(self.cfg, LakeTables(self.cfg.lake.root).stream_metrics)
+        tables = LakeTables(self.cfg.lake.root)
+        rows = read_rows(self.cfg, tables.stream_metrics)
         gens: list[GenerationDocs] | None = None
         up = None
         if self.with_opensearch:
             gens, note = generation_docs(self.cfg)
             up = note is None
-        yield from families(rows, dead_letter_counts(self.cfg), gens, up)
+        failures = read_rows(self.cfg, tables.stream_failures)
+        yield from families(rows, dead_letter_counts(self.cfg), gens, up, failures)
 
 
 def registry_for(cfg: Config, with_opensearch: bool = True) -> Any:

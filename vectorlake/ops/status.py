@@ -41,6 +41,7 @@ class StreamProgress:
     rows: int | None = None
     committed: int | None = None  # the checkpoint's last committed batch
     offsets: str | None = None  # where the checkpoint is in its source, in words
+    failing: Mapping[str, Any] | None = None  # its last ops/stream_failures row, when newer than its batch
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,13 @@ class Status:
             if s.offsets:
                 parts.append(s.offsets)
             out.append(f"  {s.stream}: " + "; ".join(parts))
+            if s.failing is not None:
+                f = s.failing
+                out.append(
+                    f"  {s.stream}: FAILING: {f['in_a_row']} failure(s) in a row, the last at "
+                    f"{_when(f['failed_at'], self.now)}: {f['error']}; "
+                    f"restarted {human(f['restart_in_s'])} after it"
+                )
         out.append("lag (event time -> indexed):")
         if self.last_lag is None:
             out.append("  last batch: no applied writes recorded")
@@ -113,11 +121,12 @@ def gather(cfg: Config, now: datetime | None = None) -> Status:
     notes: list[str] = []
     rows = metrics.read_rows(cfg, tables.stream_metrics)
     last = metrics.last_batches(rows)
+    failing = metrics.failing(metrics.read_rows(cfg, tables.stream_failures), last)
     streams = []
     for name in STREAMS:
         committed, offsets = _checkpoint(cfg, name, notes)
         r = last.get(name)
-        if r is None and committed is None:
+        if r is None and committed is None and name not in failing:
             continue
         streams.append(
             StreamProgress(
@@ -127,6 +136,7 @@ def gather(cfg: Config, now: datetime | None = None) -> Status:
                 None if r is None else int(r["rows"]),
                 committed,
                 offsets,
+                failing.get(name),
             )
         )
     window = cfg.metrics.status_window_minutes

@@ -5,8 +5,10 @@
 ``once``: ingest processes everything available (availableNow), then the index query does the same over
 the silver change feed, then both return. Otherwise both run side by side until SIGTERM or SIGINT. The
 two queries are independent: if OpenSearch is down, the index query fails after the sink's retries while
-ingest goes on filling silver; the index query is restarted from its checkpoint every
-``sink.restart_delay_s`` and catches up once OpenSearch is back. An ingest failure stops the job.
+ingest goes on filling silver; the index query is restarted from its checkpoint after
+``sink.restart_delay_s``, doubled for each failure in a row up to ``sink.restart_max_delay_s`` (a batch
+that completes resets it), each failure recorded in ``ops/stream_failures``, and it catches up once
+OpenSearch is back. An ingest failure stops the job.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from typing import TYPE_CHECKING, Literal
 from vectorlake.config import Config
 from vectorlake.errors import VectorlakeError
 from vectorlake.pipeline import ingest_query
-from vectorlake.pipeline.supervise import failure, on_signals, stop_gracefully
+from vectorlake.pipeline.supervise import (
+    failure,
+    on_signals,
+    record_failure,
+    restart_delay,
+    stop_gracefully,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -141,8 +149,18 @@ def _run_continuous(
     indexing: StreamingQuery | None = None
     restart_at = 0.0
     restarts = 0
+    in_a_row = 0  # index query failures since its last completed batch: the restart delay doubles
+    completed = 0
     seen: set[int] = set()
     rows_in: dict[int, int] = {}
+
+    def failed(query_id: str, error: str) -> float:
+        nonlocal in_a_row
+        in_a_row += 1
+        delay = restart_delay(cfg.sink.restart_delay_s, cfg.sink.restart_max_delay_s, in_a_row)
+        record_failure(cfg, "index", query_id, in_a_row, delay, error)
+        return time.monotonic() + delay
+
     try:
         while not stop.is_set():
             if indexing is None and time.monotonic() >= restart_at:
@@ -151,24 +169,32 @@ def _run_continuous(
                     writers.append(writer)
                     log.info("index query started (query %s)", indexing.id)
                 except VectorlakeError as e:  # e.g. OpenSearch unreachable while resolving the generation
+                    restart_at = failed("", f"cannot start the index query: {e}")
                     log.warning(
-                        "cannot start the index query: %s; retrying in %.0f s", e, cfg.sink.restart_delay_s
+                        "cannot start the index query: %s; retrying in %.0f s (failure %d in a row)",
+                        e,
+                        restart_at - time.monotonic(),
+                        in_a_row,
                     )
-                    restart_at = time.monotonic() + cfg.sink.restart_delay_s
             time.sleep(0.5)
+            done = sum(len(w.counts) for w in writers)
+            if done > completed:  # a batch completed: the next failure starts the backoff again
+                completed, in_a_row = done, 0
             if ingesting is not None and ingest_writer is not None:
                 ingest_query.report(ingesting, ingest_writer, seen, rows_in)
                 if not ingesting.isActive:
                     raise VectorlakeError(failure(ingesting, "ingest")) from None
             if indexing is not None and not indexing.isActive:
+                why = failure(indexing, "index")
+                restart_at = failed(str(indexing.id), why)
                 log.warning(
-                    "%s; restarting it from its checkpoint in %.0f s",
-                    failure(indexing, "index"),
-                    cfg.sink.restart_delay_s,
+                    "%s; restarting it from its checkpoint in %.0f s (failure %d in a row)",
+                    why,
+                    restart_at - time.monotonic(),
+                    in_a_row,
                 )
                 indexing = None
                 restarts += 1
-                restart_at = time.monotonic() + cfg.sink.restart_delay_s
         for q in (ingesting, indexing):
             if q is not None and q.isActive:
                 stop_gracefully(q)

@@ -16,6 +16,8 @@ from vectorlake.errors import ConfigError
 if TYPE_CHECKING:
     from pyspark.sql.streaming import StreamingQuery
 
+    from vectorlake.config import Config
+
 log = logging.getLogger(__name__)
 
 _INTERVAL = re.compile(r"^\s*[0-9]+\s+(millisecond|second|minute|hour|day)s?\s*$")
@@ -76,3 +78,36 @@ def on_signals(stop: threading.Event) -> Callable[[], None]:
             signal.signal(s, h)
 
     return restore
+
+
+def restart_delay(initial_s: float, max_s: float, in_a_row: int) -> float:
+    """Seconds before restarting a query that failed ``in_a_row`` times since its last completed batch:
+    ``initial_s`` doubled for each failure after the first, capped at ``max_s``."""
+    if in_a_row < 1:
+        raise ValueError(f"in_a_row must be at least 1, got {in_a_row}")
+    return float(min(max_s, initial_s * 2 ** min(in_a_row - 1, 32)))
+
+
+def record_failure(
+    cfg: Config, stream: str, query_id: str, in_a_row: int, restart_in_s: float, error: str
+) -> None:
+    """One row in ``ops/stream_failures`` (what `vectorlake status` and the metrics report). Recording is
+    best effort: the lake may be unreachable too, and that must not stop the job that restarts the query."""
+    from datetime import UTC, datetime
+
+    from vectorlake.control import stream_failures_table
+
+    now = datetime.now(UTC)
+    row = {
+        "stream": stream,
+        "query_id": query_id,
+        "failed_at": now,
+        "in_a_row": in_a_row,
+        "restart_in_s": restart_in_s,
+        "error": error[:1000],
+        "recorded_at": now,
+    }
+    try:
+        stream_failures_table(cfg).insert_new([row])
+    except Exception as e:  # the failure itself is in the log line the caller writes
+        log.warning("could not record the %s stream's failure in ops/stream_failures: %s", stream, e)
