@@ -248,23 +248,20 @@ def families(
             lag.add_metric([quantile], float(value))  # type: ignore[arg-type]
     out.append(lag)
 
-    failed = CounterMetricFamily(
-        "vectorlake_stream_failures",
-        "failures of a query the job restarts (ops/stream_failures)",
-        labels=["stream"],
-    )
-    in_a_row = GaugeMetricFamily(
-        "vectorlake_stream_failing",
-        "failures in a row since the stream's last recorded batch (0: not failing)",
-        labels=["stream"],
-    )
-    now_failing = failing(failures, last)
-    for s in sorted({r["stream"] for r in failures} | set(streams)):
-        failed.add_metric([s], float(sum(1 for r in failures if r["stream"] == s)))
-        row = now_failing.get(s)
-        in_a_row.add_metric([s], float(row["in_a_row"]) if row is not None else 0.0)
-    out += [failed, in_a_row]
+    out += _failure_families(failures, last, streams)
 
+    return out + _extra_families(dead_letters, generations, opensearch_up)
+
+
+def _extra_families(
+    dead_letters: Mapping[str, int] | None,
+    generations: Sequence[GenerationDocs] | None,
+    opensearch_up: bool | None,
+) -> list[Metric]:
+    """Rows of quarantine and the dead-letter tables, OpenSearch's answer, documents per generation."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    out: list[Metric] = []
     if dead_letters is not None:
         g = GaugeMetricFamily(
             "vectorlake_table_rows", "rows in quarantine and the dead-letter tables", labels=["table"]
@@ -287,6 +284,30 @@ def families(
                 g.add_metric([gen.index, gen.state or "", gen.role or ""], float(gen.documents))
         out.append(g)
     return out
+
+
+def _failure_families(
+    failures: Sequence[Mapping[str, Any]], last: Mapping[str, Mapping[str, Any]], streams: Sequence[str]
+) -> list[Metric]:
+    """Failures of the queries the job restarts, and whether each stream is failing now."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    failed = CounterMetricFamily(
+        "vectorlake_stream_failures",
+        "failures of a query the job restarts (ops/stream_failures)",
+        labels=["stream"],
+    )
+    in_a_row = GaugeMetricFamily(
+        "vectorlake_stream_failing",
+        "failures in a row since the stream's last recorded batch (0: not failing)",
+        labels=["stream"],
+    )
+    now_failing = failing(failures, last)
+    for s in sorted({r["stream"] for r in failures} | set(streams)):
+        failed.add_metric([s], float(sum(1 for r in failures if r["stream"] == s)))
+        row = now_failing.get(s)
+        in_a_row.add_metric([s], float(row["in_a_row"]) if row is not None else 0.0)
+    return [failed, in_a_row]
 
 
 class TableCollector:

@@ -129,6 +129,29 @@ def run(
     return _run_continuous(spark, cfg, source, landing_dir, stop, ingest=True)
 
 
+class _Backoff:
+    """The index query's restarts: the delay doubles per failure in a row (reset when a batch completes),
+    and every failure is recorded in ``ops/stream_failures``."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.in_a_row = 0
+        self.completed = 0
+
+    def failed(self, query_id: str, error: str) -> float:
+        """Record a failure; returns when (``time.monotonic()``) to start the query again."""
+        self.in_a_row += 1
+        sink = self.cfg.sink
+        delay = restart_delay(sink.restart_delay_s, sink.restart_max_delay_s, self.in_a_row)
+        record_failure(self.cfg, "index", query_id, self.in_a_row, delay, error)
+        return time.monotonic() + delay
+
+    def progress(self, writers: list[IndexWriter]) -> None:
+        done = sum(len(w.counts) for w in writers)
+        if done > self.completed:  # a batch completed: the next failure starts the backoff again
+            self.completed, self.in_a_row = done, 0
+
+
 def _run_continuous(
     spark: SparkSession,
     cfg: Config,
@@ -149,18 +172,9 @@ def _run_continuous(
     indexing: StreamingQuery | None = None
     restart_at = 0.0
     restarts = 0
-    in_a_row = 0  # index query failures since its last completed batch: the restart delay doubles
-    completed = 0
+    backoff = _Backoff(cfg)
     seen: set[int] = set()
     rows_in: dict[int, int] = {}
-
-    def failed(query_id: str, error: str) -> float:
-        nonlocal in_a_row
-        in_a_row += 1
-        delay = restart_delay(cfg.sink.restart_delay_s, cfg.sink.restart_max_delay_s, in_a_row)
-        record_failure(cfg, "index", query_id, in_a_row, delay, error)
-        return time.monotonic() + delay
-
     try:
         while not stop.is_set():
             if indexing is None and time.monotonic() >= restart_at:
@@ -169,29 +183,27 @@ def _run_continuous(
                     writers.append(writer)
                     log.info("index query started (query %s)", indexing.id)
                 except VectorlakeError as e:  # e.g. OpenSearch unreachable while resolving the generation
-                    restart_at = failed("", f"cannot start the index query: {e}")
+                    restart_at = backoff.failed("", f"cannot start the index query: {e}")
                     log.warning(
                         "cannot start the index query: %s; retrying in %.0f s (failure %d in a row)",
                         e,
                         restart_at - time.monotonic(),
-                        in_a_row,
+                        backoff.in_a_row,
                     )
             time.sleep(0.5)
-            done = sum(len(w.counts) for w in writers)
-            if done > completed:  # a batch completed: the next failure starts the backoff again
-                completed, in_a_row = done, 0
+            backoff.progress(writers)
             if ingesting is not None and ingest_writer is not None:
                 ingest_query.report(ingesting, ingest_writer, seen, rows_in)
                 if not ingesting.isActive:
                     raise VectorlakeError(failure(ingesting, "ingest")) from None
             if indexing is not None and not indexing.isActive:
                 why = failure(indexing, "index")
-                restart_at = failed(str(indexing.id), why)
+                restart_at = backoff.failed(str(indexing.id), why)
                 log.warning(
                     "%s; restarting it from its checkpoint in %.0f s (failure %d in a row)",
                     why,
                     restart_at - time.monotonic(),
-                    in_a_row,
+                    backoff.in_a_row,
                 )
                 indexing = None
                 restarts += 1
