@@ -59,7 +59,7 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        port = self.server.server_address[1]
+        port = self.server.server_address[1]  # type: ignore[index]
         path = self.path
         if path == "/ok.jpg":
             self._send(200, IMAGE)
