@@ -247,6 +247,29 @@ def _subject_keys(st: Stack, spark: Any) -> set[str]:
     return {u.split(f"s3://{st.bucket}/", 1)[1] for u in urls}
 
 
+def test_quarantined_payloads_match_ids_of_any_characters_exactly(spark: Any) -> None:
+    """Quarantine keeps raw payloads: a JSON one is matched by its id fields exactly (spaces, slashes,
+    non-ASCII), any other by whole tokens (issue 20, item 4)."""
+    from vectorlake.lake.tombstones import Match, row_condition, subject_hash
+
+    payloads = [
+        '{"seller_id": "acme shop", "title": 5}',  # valid JSON, failed validation
+        '{"seller_id": "acme", "title": 5}',
+        '{"listing_id": "L 1/\\u00fc", "op": "BOGUS"}',  # the id "L 1/ü", JSON-escaped
+        "not json, names L-9 as a token",
+        "not json, names acme shop in text",  # not an id field: only tokens count, and "acme" is not
+    ]
+    frame = spark.createDataFrame([(p,) for p in payloads], "payload_text string")
+    match = Match(
+        frozenset({subject_hash("seller", "acme shop")}),
+        frozenset({subject_hash("listing", "L 1/ü"), subject_hash("listing", "L-9")}),
+    )
+    condition = row_condition({"payload_text": "string"}, match)
+    assert condition is not None and "acme shop" not in condition
+    found = sorted(r[0] for r in frame.where(condition).collect())
+    assert found == sorted([payloads[0], payloads[2], payloads[3]])
+
+
 def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
     spark: Any, stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -108,3 +108,35 @@ def test_landing_rewrite_drops_exactly_the_subjects_lines(tmp_path: Path) -> Non
     assert untouched.stat().st_mtime_ns == before
     assert landing_scan(str(tmp_path), match) == 0
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("subject", "text", "expected"),
+    [
+        ("müller-shop", '{"seller_id": "müller-shop", "listing_id": "L-1"}', True),
+        ("müller-shop", '{"seller_id": "m\\u00fcller-shop"}', True),  # JSON escapes decoded first
+        ("müller-shop", '{"seller_id": "müller-shop-2"}', False),
+        ("acme shop", '{"seller_id": "acme shop"}', True),
+        ("acme shop", '{"seller_id": "acme"}', False),  # a token of the id is another seller
+        ("a/b", '{"seller_id": "a/b", "op": "UPSERT"}', True),
+        ("a/b", '{"seller_id": "a"}', False),
+        ("a/b", "not json naming a/b", False),  # only JSON fields carry such ids exactly
+    ],
+)
+def test_ids_of_any_characters_are_matched_exactly_in_json_lines(
+    subject: str, text: str, expected: bool
+) -> None:
+    assert _match(sellers=(subject,), listings=()).mentions(text) is expected
+
+
+def test_the_landing_rewrite_finds_ids_of_any_characters(tmp_path: Path) -> None:
+    part = tmp_path / "listing_changes" / "part-00000.jsonl"
+    part.parent.mkdir()
+    lines = [{"listing_id": "L 1/ü", "seller_id": "acme shop"}, {"listing_id": "L 2", "seller_id": "acme"}]
+    part.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    match = _match(sellers=("acme shop",), listings=())
+    assert landing_scan(str(tmp_path), match) == 1
+    assert landing_erase(str(tmp_path), match) == 1
+    assert [json.loads(x) for x in part.read_text().splitlines()] == [lines[1]]
+    assert landing_erase(str(tmp_path), _match(sellers=(), listings=("L 1/ü", "L 2"))) == 1
+    assert part.read_text() == ""

@@ -50,7 +50,12 @@ class Match:
         return not (self.sellers or self.listings)
 
     def mentions(self, text: str) -> bool:
-        """Whether a free-text payload names one of the subject's sellers or listings (as a whole token)."""
+        """Whether a free-text payload names one of the subject's sellers or listings: exactly in the
+        ``seller_id`` / ``listing_id`` field of a JSON object (ids of any characters: spaces, slashes,
+        non-ASCII), or as a whole token of the text (ids made of `TOKEN_SEPARATOR`'s complement)."""
+        for kind, value in _json_ids(text):
+            if subject_hash(kind, value) in (self.sellers if kind == "seller" else self.listings):
+                return True
         for token in re.split(TOKEN_SEPARATOR, text):
             if token and (
                 subject_hash("seller", token) in self.sellers
@@ -58,6 +63,26 @@ class Match:
             ):
                 return True
         return False
+
+
+def _json_ids(text: str) -> list[tuple[str, str]]:
+    """("seller" | "listing", id) of a JSON object's ``seller_id`` and ``listing_id`` string fields."""
+    import json
+
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return []
+    try:
+        event = json.loads(stripped)
+    except ValueError:
+        return []
+    if not isinstance(event, dict):
+        return []
+    return [
+        (kind, event[field])
+        for kind, field in (("seller", "seller_id"), ("listing", "listing_id"))
+        if isinstance(event.get(field), str)
+    ]
 
 
 def hash_in(expr: str, hashes: Iterable[str]) -> str:
@@ -94,6 +119,10 @@ def row_condition(columns: Mapping[str, str], match: Match) -> str | None:
             else ("coalesce(payload_text, '')")
         )
         parts.append(f"exists(split({text}, '{TOKEN_SEPARATOR}'), t -> {token})")
+        # exactly, in the id fields of a payload that is JSON: ids of any characters
+        for kind, hashes in (("seller", match.sellers), ("listing", match.listings)):
+            field = f"get_json_object({text}, '$.{kind}_id')"
+            parts.append(hash_in(f"sha2(concat('{kind}:', {field}), 256)", hashes))
     if not parts:
         return None
     return "(" + " OR ".join(f"coalesce({p}, false)" for p in parts) + ")"
