@@ -270,6 +270,34 @@ def test_quarantined_payloads_match_ids_of_any_characters_exactly(spark: Any) ->
     assert found == sorted([payloads[0], payloads[2], payloads[3]])
 
 
+def test_a_large_sellers_listings_are_erased_from_the_index_in_pages(cfg: Config, unique_name: str) -> None:
+    """More listing ids than one terms query may hold (65,536 by default) are queried in pages; here
+    pages of 2 over 5 listings, with ids of any characters, and a seller's documents found by seller_id."""
+    from opensearchpy import helpers
+
+    from vectorlake.ops.erasure_stores import opensearch_erase
+
+    client = _os(cfg)
+    index = unique_name
+    mapping = {"properties": {"listing_id": {"type": "keyword"}, "seller_id": {"type": "keyword"}}}
+    client.indices.create(index=index, body={"mappings": mapping})
+    try:
+        mine = ["L 1/ü", "L-2", "L-3", "L-4", "L-5"]
+        docs = [(lid, "s-other") for lid in mine] + [("L-6", "acme shop"), ("L-7", "s-other")]
+        helpers.bulk(
+            client,
+            ({"_index": index, "_id": lid, "listing_id": lid, "seller_id": sid} for lid, sid in docs),
+            refresh="true",
+        )
+        assert opensearch_erase(client, index, ["acme shop"], mine, page=2) == 6
+        client.indices.refresh(index=index)
+        left = {hit["_id"] for hit in helpers.scan(client, index=index, query={"query": {"match_all": {}}})}
+        assert left == {"L-7"}
+    finally:
+        client.indices.delete(index=index)
+        client.close()
+
+
 def test_erasing_a_seller_removes_it_everywhere_and_leaves_everyone_else(
     spark: Any, stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:

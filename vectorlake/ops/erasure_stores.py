@@ -242,10 +242,16 @@ def _id_query(seller_ids: Sequence[str], listing_ids: Sequence[str]) -> dict[str
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
-def opensearch_erase(client: Any, index: str, seller_ids: Sequence[str], listing_ids: Sequence[str]) -> int:
+ID_PAGE = 10_000  # ids per query: OpenSearch refuses a terms query over index.max_terms_count (65,536)
+
+
+def opensearch_erase(
+    client: Any, index: str, seller_ids: Sequence[str], listing_ids: Sequence[str], page: int = ID_PAGE
+) -> int:
     """Delete the subject's documents from one physical index; returns how many were deleted.
 
-    The ids are found with a query and deleted with ``_bulk`` (not ``_delete_by_query``: that lives in
+    The ids are found with queries of at most ``page`` listing ids each (a large seller has more listings
+    than one terms query may hold) and deleted with ``_bulk`` (not ``_delete_by_query``: that lives in
     the reindex module, which a minimal OpenSearch install, the local one included, does not have). A
     delete without a version removes the document whatever its external version."""
     from opensearchpy import helpers
@@ -253,11 +259,14 @@ def opensearch_erase(client: Any, index: str, seller_ids: Sequence[str], listing
     if not seller_ids and not listing_ids:
         return 0
     client.indices.refresh(index=index)
+    listings = sorted(listing_ids)
+    pages = [listings[i : i + page] for i in range(0, len(listings), page)] or [[]]
     ids = sorted(
         {
             hit["_id"]
+            for chunk in pages
             for hit in helpers.scan(
-                client, index=index, query={"query": _id_query(seller_ids, listing_ids), "_source": False}
+                client, index=index, query={"query": _id_query(seller_ids, chunk), "_source": False}
             )
         }
     )
