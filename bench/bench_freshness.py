@@ -48,7 +48,6 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -325,15 +324,7 @@ def batch_durations(spark: SparkSession, since_s: float, until_s: float) -> dict
 
 def machine_facts(spark: SparkSession) -> dict[str, Any]:
     return {
-        "cores": os.cpu_count(),
-        "memory_gib": benchlib.memory_gib(),
-        "platform": platform.platform(),
-        "cpu": benchlib.cpu_model(),
-        "python": platform.python_version(),
-        "pyspark": benchlib.version("pyspark"),
-        "delta_spark": benchlib.version("delta-spark"),
-        "torch": benchlib.version("torch"),
-        "opensearch_py": benchlib.version("opensearch-py"),
+        **benchlib.machine("pyspark", "delta-spark", "torch", "opensearch-py"),
         "spark_master": spark.sparkContext.master,
         "default_parallelism": spark.sparkContext.defaultParallelism,
         "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions")),

@@ -39,7 +39,6 @@ import functools
 import inspect
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -525,13 +524,7 @@ def run_size(
 def machine_facts(spark: SparkSession) -> dict[str, Any]:
     conf = spark.conf
     return {
-        "cores": os.cpu_count(),
-        "memory_gib": benchlib.memory_gib(),
-        "platform": platform.platform(),
-        "cpu": benchlib.cpu_model(),
-        "python": platform.python_version(),
-        "pyspark": benchlib.version("pyspark"),
-        "delta_spark": benchlib.version("delta-spark"),
+        **benchlib.machine("pyspark", "delta-spark"),
         "java": spark.sparkContext._jvm.System.getProperty("java.version"),
         "spark_master": spark.sparkContext.master,
         "default_parallelism": spark.sparkContext.defaultParallelism,

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -110,15 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": times,
         "spark_conf": {k: v for k, v in vspark.session_conf(cfg).items() if "codegen" in k or "Java" in k},
         "library": benchlib.library_state([vspark], ["conf/local.yaml", "bench/bench_small_commits.py"]),
-        "machine": {
-            "cores": os.cpu_count(),
-            "memory_gib": benchlib.memory_gib(),
-            "platform": platform.platform(),
-            "cpu": benchlib.cpu_model(),
-            "python": platform.python_version(),
-            "pyspark": benchlib.version("pyspark"),
-            "delta_spark": benchlib.version("delta-spark"),
-        },
+        "machine": benchlib.machine("pyspark", "delta-spark"),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -61,3 +61,16 @@ def cpu_model() -> str:
 
 def memory_gib() -> float:
     return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+
+
+def machine(*dists: str) -> dict[str, Any]:
+    """The machine's facts every result records (cores, memory, platform, CPU, Python) and the installed
+    version of each distribution named (keyed with ``-`` as ``_``: "delta-spark" -> "delta_spark")."""
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        **{dist.replace("-", "_"): version(dist) for dist in dists},
+    }
