@@ -46,7 +46,7 @@ def test_ensure_tables_creates_what_spark_reads_as_its_own_schema(spark: Any, tm
     with ThreadPoolExecutor(2) as pool:  # two jobs starting on a new lake at once
         list(pool.map(lambda _: ensure_tables(spark, tables), range(2)))
     declared = schemas(tables)
-    assert len(declared) == 19
+    assert len(declared) == 20
     versions = {p: DeltaTable.forPath(spark, p).history().count() for p in declared}
     ensure_tables(spark, tables)
     for path, (columns, _) in declared.items():

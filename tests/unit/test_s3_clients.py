@@ -88,11 +88,11 @@ def test_the_local_stack_needs_no_aws_variables_at_all(
     assert f"Credential={s3.LOCAL_ACCESS_KEY_ID}/" in _sent_headers(s3.client(cfg))["Authorization"]
     fetch._s3_client.cache_clear()
     try:
-        image_client, anonymous = fetch._s3_client(cfg.s3_endpoint_url, cfg.s3.region, 5.0, True)
-        assert not anonymous
+        image_client = fetch._s3_client(cfg.s3_endpoint_url, cfg.s3.region, 5.0, True)
+        assert image_client is not None
         assert f"Credential={s3.LOCAL_ACCESS_KEY_ID}/" in _sent_headers(image_client)["Authorization"]
-        _, anonymous = fetch._s3_client(cfg.s3_endpoint_url, cfg.s3.region, 5.0, False)
-        assert anonymous  # outside the local stack the fetch's anonymous fallback is unchanged
+        # outside the local stack, no credentials means no client: the fetch refuses, never reads anonymously
+        assert fetch._s3_client(cfg.s3_endpoint_url, cfg.s3.region, 5.0, False) is None
     finally:
         fetch._s3_client.cache_clear()
 
