@@ -248,12 +248,15 @@ class ContractsConfig:
             )
 
 
+FETCH_SCHEMES = ("file", "s3", "s3a", "http", "https")  # every scheme the image fetch knows
+
+
 @dataclass(frozen=True)
 class FetchConfig:
     """What an image URL may reach and how much of it (`vectorlake.embed.fetch.FetchPolicy`); a URL the
     policy refuses is an embed dead letter (reason ``refused`` or ``too_large``), never a failed batch."""
 
-    schemes: tuple[str, ...] = ("file", "s3", "s3a", "http", "https")
+    schemes: tuple[str, ...] = FETCH_SCHEMES
     file_roots: tuple[str, ...] | None = None  # file:// only under these folders; None: any regular file
     s3_buckets: tuple[str, ...] | None = None  # s3:// only in these buckets; None: s3.bucket only
     allow_hosts: tuple[str, ...] = ()  # http(s) hosts (or host:port) reached even at a non-public address
@@ -263,10 +266,11 @@ class FetchConfig:
     max_redirects: int = 3  # http(s) redirects followed, each hop checked like the first URL
 
     def __post_init__(self) -> None:
-        known = {"file", "s3", "s3a", "http", "https"}
-        unknown = sorted(set(self.schemes) - known)
+        unknown = sorted(set(self.schemes) - set(FETCH_SCHEMES))
         if unknown:
-            raise ConfigError(f"fetch.schemes: {unknown[0]!r} is not one of {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"fetch.schemes: {unknown[0]!r} is not one of {', '.join(sorted(FETCH_SCHEMES))}"
+            )
         for name in ("max_bytes", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"fetch.{name}: expected a positive integer, got {getattr(self, name)}")

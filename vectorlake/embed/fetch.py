@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlparse
 from urllib.request import url2pathname
 
+from vectorlake.config import FETCH_SCHEMES
 from vectorlake.errors import VectorlakeError
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class FetchPolicy:
     (the local profile's tests and tools build one directly); `from_config` is what the pipeline uses."""
 
     timeout_s: float = 10.0  # connect, and each read (embed.image_fetch_timeout_s)
-    schemes: tuple[str, ...] = ("file", "s3", "s3a", "http", "https")
+    schemes: tuple[str, ...] = FETCH_SCHEMES
     file_roots: tuple[str, ...] | None = None  # None: any regular file
     s3_buckets: tuple[str, ...] | None = None  # None: any bucket
     allow_hosts: tuple[str, ...] = ()
@@ -123,16 +124,27 @@ def _s3_client(endpoint_url: str | None, region: str, timeout_s: float, local_st
     return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
-def _under(path: str, roots: Sequence[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+def local_path(url: str) -> str | None:
+    """The real path (symlinks and ``..`` resolved) of a ``file://`` URL on this machine; None for a
+    ``file://`` URL naming another host."""
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        return None
+    return os.path.realpath(url2pathname(parsed.path))
+
+
+def under(path: str, roots: Sequence[str]) -> bool:
+    """Whether a real path is one of ``roots`` or inside one (the roots are resolved here too)."""
+    return any(
+        path == real or path.startswith(real.rstrip("/") + "/") for real in map(os.path.realpath, roots)
+    )
 
 
 def _fetch_file(url: str, policy: FetchPolicy) -> bytes:
-    parsed = urlparse(url)
-    if parsed.netloc not in ("", "localhost"):
+    path = local_path(url)  # resolved before the root check
+    if path is None:
         raise ImageFetchError("refused", f"file URL with a remote host: {url[:200]}")
-    path = os.path.realpath(url2pathname(parsed.path))  # symlinks and .. resolved before the root check
-    if policy.file_roots is not None and not _under(path, [os.path.realpath(r) for r in policy.file_roots]):
+    if policy.file_roots is not None and not under(path, policy.file_roots):
         raise ImageFetchError("refused", f"{url[:200]}: {path} is not under fetch.file_roots")
     try:
         # non-blocking: opening a FIFO must not wait for a writer; it is refused below
@@ -214,9 +226,8 @@ def _fetch_http(url: str, policy: FetchPolicy) -> bytes:
     deadline = time.monotonic() + policy.deadline_s
     current = url
     for _ in range(policy.max_redirects + 1):
-        if urlparse(current).scheme.lower() not in ("http", "https") or (
-            urlparse(current).scheme.lower() not in policy.schemes
-        ):
+        hop = urlparse(current).scheme.lower()
+        if hop not in ("http", "https") or hop not in policy.schemes:
             raise ImageFetchError(
                 "refused", f"{url[:200]}: redirected to a scheme not allowed: {current[:200]}"
             )
@@ -291,7 +302,7 @@ def _check_pixels(url: str, data: bytes, max_pixels: int) -> None:
 def fetch_image(url: str, policy: FetchPolicy) -> bytes:
     """The bytes at ``url`` as `policy` allows; raises `ImageFetchError` (reason in `FETCH_REASONS`)."""
     scheme = urlparse(url).scheme.lower()
-    if scheme not in ("file", "s3", "s3a", "http", "https"):
+    if scheme not in FETCH_SCHEMES:
         raise ImageFetchError(
             "unsupported_scheme", f"{url[:200]}: scheme {scheme or '(none)'!r} is not supported"
         )

@@ -27,14 +27,12 @@ the vacuum while the stream's checkpoint is behind. The Delta log keeps per-file
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from vectorlake import s3
 from vectorlake.config import Config
@@ -224,15 +222,16 @@ def image_roots(cfg: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
     policy = FetchPolicy.from_config(cfg)
     folders = policy.file_roots if policy.file_roots is not None else (cfg.sources.landing_dir,)
-    local = tuple(os.path.realpath(f) for f in folders if "://" not in f)
-    return local, tuple(policy.s3_buckets or ())
+    return tuple(f for f in folders if "://" not in f), tuple(policy.s3_buckets or ())
 
 
 def _owned(url: str, folders: Sequence[str], buckets: Sequence[str]) -> bool:
+    from vectorlake.embed.fetch import local_path, under
+
     parsed = urlparse(url)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        path = os.path.realpath(url2pathname(parsed.path))
-        return any(path.startswith(folder.rstrip("/") + "/") for folder in folders)
+    if parsed.scheme == "file":
+        path = local_path(url)
+        return path is not None and under(path, folders)
     if parsed.scheme in ("s3", "s3a"):
         return parsed.netloc in buckets
     return False  # http(s): someone else's server
