@@ -264,6 +264,7 @@ def test_a_failure_row_is_recorded_once_and_recording_never_raises(tmp_path: Pat
     assert [(r["stream"], r["query_id"], r["in_a_row"], r["restart_in_s"]) for r in rows] == [
         ("index", "q9", 1, 15.0)
     ]
+    assert rows[0]["error"] == "the index stream failed: x"  # one line, as the column says
     (tmp_path / "blocked").write_text("a file where the lake folder should be")
     broken = load_config(environ={"VECTORLAKE__LAKE__ROOT": str(tmp_path / "blocked" / "lake")})
     record_failure(broken, "index", "q9", 2, 30.0, "the lake is unreachable too")  # logged, not raised

@@ -104,7 +104,7 @@ def record_failure(
         "failed_at": now,
         "in_a_row": in_a_row,
         "restart_in_s": restart_in_s,
-        "error": error[:1000],
+        "error": (error.strip().splitlines() or [""])[0][:1000],  # one line: status prints it so
         "recorded_at": now,
     }
     try:
