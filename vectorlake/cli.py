@@ -35,8 +35,11 @@
     vectorlake warehouse build           dbt snapshot + build + test of the history models
     vectorlake warehouse docs [--serve]  dbt docs generate (lineage); --serve browses them
     vectorlake search (--text T | --image FILE | --like ID) [--category C] [--locale L] [--seller S]
-                      [--attr KEY=VALUE ...] [--k N] [--exact] [--json]
-                                         k-NN search of the live index, filters inside the query
+                      [--attr KEY=VALUE ...] [--k N] [--exact] [--json] [--local]
+                                         k-NN search of the live index, filters inside the query;
+                                         through the query service when it is up (--local: never)
+    vectorlake serve [--host H] [--port N]
+                                         the HTTP query service: POST /search, /healthz, /metrics, /docs
 
 Errors a user can fix are printed as one line (`vectorlake: error: ...`) with exit code 1; argument errors
 exit with 2, as argparse does.
@@ -164,18 +167,62 @@ def _models_show(cfg: Config, args: argparse.Namespace) -> int:
 def _search(cfg: Config, args: argparse.Namespace) -> int:
     import json
 
-    from vectorlake.query import Filters, search
+    from vectorlake.query import Filters, Hit, search
+    from vectorlake.serve import remote
 
-    filters = Filters(
-        category_id=args.category, locale=args.locale, seller_id=args.seller, attributes=dict(args.attr)
-    )
-    hits = search(
-        cfg, text=args.text, image=args.image, like=args.like, filters=filters, k=args.k, exact=args.exact
-    )
+    served, why = (False, "--local") if args.local else remote.serves(cfg)
+    if served:
+        answer = remote.search(cfg, _search_body(args))
+        hits = [Hit(**h) for h in answer["hits"]]
+        note = (
+            f"via the query service at {remote.base_url(cfg)}: {answer['generation']}, {answer['took_ms']} ms"
+        )
+    else:
+        filters = Filters(
+            category_id=args.category, locale=args.locale, seller_id=args.seller, attributes=dict(args.attr)
+        )
+        hits = search(
+            cfg, text=args.text, image=args.image, like=args.like, filters=filters, k=args.k, exact=args.exact
+        )
+        note = f"in this process ({why})"
+    print(note, file=sys.stderr)
     if args.json:
         print(json.dumps([dataclasses.asdict(h) for h in hits], ensure_ascii=False, default=str))
         return 0
     print(hit_lines(hits))
+    return 0
+
+
+def _search_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The query service's request for `vectorlake search`'s arguments (an image file goes as base64)."""
+    import base64
+    from pathlib import Path
+
+    body: dict[str, Any] = {"k": args.k, "exact": args.exact}
+    if args.image is not None:
+        try:
+            body["image_b64"] = base64.b64encode(Path(args.image).read_bytes()).decode()
+        except OSError as e:
+            raise VectorlakeError(f"cannot read the image {args.image}: {e.strerror or e}") from e
+    else:
+        body |= {"text": args.text} if args.text is not None else {"like": args.like}
+    filters = {"category_id": args.category, "locale": args.locale, "seller_id": args.seller}
+    body["filters"] = {k: v for k, v in filters.items() if v is not None} | {"attributes": dict(args.attr)}
+    return body
+
+
+def _serve(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.serve import app
+    from vectorlake.stack.process import port_in_use
+
+    host = args.host or cfg.serve.host
+    port = args.port or cfg.serve.port
+    if port_in_use(host, port):
+        raise VectorlakeError(
+            f"port {port} on {host} is already in use; stop what holds it or pick another with --port"
+        )
+    print(f"query service on http://{host}:{port} (OpenAPI page: /docs; Ctrl-C stops)", flush=True)
+    app.run(cfg, host, port)
     return 0
 
 
@@ -445,7 +492,14 @@ def _add_search(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--k", type=_k, default=10, metavar="N", help="number of hits (default: 10)")
     p.add_argument("--exact", action="store_true", help="exact scoring over the same vectors, for checking")
     p.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    p.add_argument(
+        "--local", action="store_true", help="search in this process even when the query service is up"
+    )
     p.set_defaults(func=_search)
+    p = sub.add_parser("serve", help="the HTTP query service (models loaded once; POST /search)")
+    p.add_argument("--host", metavar="HOST", help="bind address (default: serve.host)")
+    p.add_argument("--port", type=positive_int, metavar="N", help="port (default: serve.port)")
+    p.set_defaults(func=_serve)
 
 
 def _add_generations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

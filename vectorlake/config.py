@@ -283,6 +283,28 @@ class FetchConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """`vectorlake serve`: the HTTP query service (`vectorlake.serve`), its limits and how it follows the
+    alias."""
+
+    host: str = "127.0.0.1"  # bind address; keep it local unless a load balancer fronts it
+    port: int = 8000
+    max_request_bytes: int = 8 * 1024 * 1024  # a request body over this is refused (413) before it is read
+    max_text_chars: int = 2000  # a longer text query is refused (422)
+    refresh_s: float = 2.0  # how often the service reads the alias (a cutover is followed within this)
+    image_hosts: tuple[str, ...] = ()  # hosts (or host:port) an image_url may name at a non-public address
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"serve.port: expected 1..65535, got {self.port}")
+        for name in ("max_request_bytes", "max_text_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"serve.{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.refresh_s <= 0:
+            raise ConfigError(f"serve.refresh_s: expected a positive number of seconds, got {self.refresh_s}")
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """`vectorlake metrics serve` (Prometheus text format) and the windows `vectorlake status` reports."""
 
@@ -347,6 +369,7 @@ class Config:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     @property
     def state_dir(self) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.dags.airflow_env import BUNDLE, DAGS_FOLDER, airflow_environment
-from vectorlake.stack import airflow as airflow_stack
+from vectorlake.stack.process import venv_bin
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,7 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for key, value in env.items():
         patch.setenv(key, value)
     migrated = subprocess.run(
-        [str(airflow_stack.venv_bin() / "airflow"), "db", "migrate"],
+        [str(venv_bin() / "airflow"), "db", "migrate"],
         capture_output=True,
         text=True,
         timeout=600,

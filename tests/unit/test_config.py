@@ -326,3 +326,32 @@ def test_fetch_roots_are_normalized_and_prod_reads_only_its_image_bucket_over_ht
     prod = FetchPolicy.from_config(load_config(environ={"VECTORLAKE_ENV": "prod"}))
     assert prod.schemes == ("s3", "https") and prod.file_roots == ()
     assert prod.s3_buckets == ("vectorlake-prod-images",) and not prod.s3_local_stack
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"VECTORLAKE__SERVE__PORT": "70000"}, "serve.port: expected 1..65535"),
+        (
+            {"VECTORLAKE__SERVE__MAX_REQUEST_BYTES": "0"},
+            "serve.max_request_bytes: expected a positive integer",
+        ),
+        ({"VECTORLAKE__SERVE__MAX_TEXT_CHARS": "-5"}, "serve.max_text_chars: expected a positive integer"),
+        ({"VECTORLAKE__SERVE__REFRESH_S": "0"}, "serve.refresh_s: expected a positive number"),
+    ],
+)
+def test_the_query_service_settings_are_checked_when_the_config_loads(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        load_config(environ=environ)
+
+
+def test_the_query_service_takes_only_public_http_images_from_outside() -> None:
+    from vectorlake.serve.app import image_policy
+
+    cfg = load_config(environ={"VECTORLAKE__SERVE__IMAGE_HOSTS": "127.0.0.1:8088"})
+    policy = image_policy(cfg)
+    assert cfg.fetch.schemes != policy.schemes and set(policy.schemes) == {"http", "https"}
+    assert policy.allow_hosts == ("127.0.0.1:8088",) and policy.max_bytes == cfg.fetch.max_bytes
+    assert image_policy(load_config(environ={"VECTORLAKE_ENV": "prod"})).schemes == ("https",)

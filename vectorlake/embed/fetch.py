@@ -282,7 +282,7 @@ def _read_body(url: str, response: Any, policy: FetchPolicy, deadline: float) ->
         raise ImageFetchError("fetch_failed", f"{url[:200]}: {type(e).__name__}: {e}") from e
 
 
-def _check_pixels(url: str, data: bytes, max_pixels: int) -> None:
+def check_pixels(url: str, data: bytes, max_pixels: int) -> None:
     """Refuse an image whose header declares more than ``max_pixels``, before anything decodes it."""
     from PIL import Image
 
@@ -314,7 +314,7 @@ def fetch_image(url: str, policy: FetchPolicy) -> bytes:
         data = _fetch_s3(url, policy)
     else:
         data = _fetch_http(url, policy)
-    _check_pixels(url, data, policy.max_pixels)
+    check_pixels(url, data, policy.max_pixels)
     return data
 
 

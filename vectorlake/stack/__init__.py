@@ -2,8 +2,8 @@
 
 Servers are started together and waited on together (OpenSearch is the slow one); a failure stops
 nothing that was already healthy and reports the cause, the fix and the log path in one line. Optional
-servers (Airflow) join with ``--with NAME``; ``only=True`` acts on the named optional servers alone, so
-Airflow can be started or stopped while the core servers others use keep running.
+servers (Airflow, the query service) join with ``--with NAME``; ``only=True`` acts on the named optional
+servers alone, so Airflow can be started or stopped while the core servers others use keep running.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from dataclasses import dataclass
 
 from vectorlake.config import Config
 from vectorlake.errors import StackError
-from vectorlake.stack import airflow, process, servers
+from vectorlake.stack import airflow, process, serve, servers
 from vectorlake.stack.process import ServerSpec, ServerState
 
 log = logging.getLogger(__name__)
 
 # Servers that join only when asked for (`stack up --with NAME`), by name: their spec from the config.
-OPTIONAL_SERVERS: dict[str, Callable[[Config], ServerSpec]] = {airflow.NAME: airflow.spec}
+OPTIONAL_SERVERS: dict[str, Callable[[Config], ServerSpec]] = {
+    airflow.NAME: airflow.spec,
+    serve.NAME: serve.spec,
+}
 
 
 @dataclass(frozen=True)

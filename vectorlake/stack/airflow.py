@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from vectorlake.config import PROJECT_ROOT, Config
-from vectorlake.stack.process import ServerSpec
+from vectorlake.stack.process import ServerSpec, venv_bin
 
 NAME = "airflow"
 GENERATED_LOGINS = "simple_auth_manager_passwords.json.generated"  # written by the api-server
@@ -42,11 +41,6 @@ def base_url(cfg: Config) -> str:
 
 def dags_folder() -> Path:
     return PROJECT_ROOT / "dags"
-
-
-def venv_bin() -> Path:
-    """The bin folder of the interpreter running vectorlake: `airflow` and `spark-submit` live there."""
-    return Path(sys.executable).parent
 
 
 def spark_connection(cfg: Config) -> str:

@@ -10,6 +10,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,11 @@ def state(spec: ServerSpec) -> ServerState:
     if healthy and pid is None:
         detail += " (not started by this stack)"
     return ServerState(spec.name, spec.address, pid, healthy, detail, spec.log_path)
+
+
+def venv_bin() -> Path:
+    """The bin folder of the interpreter running vectorlake: `vectorlake`, `airflow` and `spark-submit`."""
+    return Path(sys.executable).parent
 
 
 def port_in_use(host: str, port: int) -> bool:
