@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on the local stack. Starts the stack, registers the encoders in
 # mlflow, sends a generated catalog through Kafka, streams it once (ingest to silver, then embed and index
-# into OpenSearch), and shows counts, a few searches with their results, and the freshness of the run.
+# into OpenSearch), starts the query service, and shows counts, a few searches through it with their
+# results, and the freshness of the run.
 # Library chatter (Spark's JVM log) goes to .vectorlake/logs/spark.log; what is printed is vectorlake's.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,8 +22,14 @@ started="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
 echo "==> stream once: Kafka -> bronze, quarantine, silver -> embeddings -> OpenSearch"
 "$VL" stream --source kafka --once
 echo
-echo "==> example searches in one process, each model loaded once (score = cosine similarity)"
+echo "==> the query service (models loaded once and kept warm; POST /search, OpenAPI page at /docs)"
+"$VL" stack up --with serve | grep '^serve '
+echo
+echo "==> example searches through the query service (score = cosine similarity)"
 "$BIN/python" scripts/demo_searches.py "$landing"
+serve_url="$("$BIN/python" -c 'from vectorlake.config import load_config; from vectorlake.serve.remote import base_url; print(base_url(load_config()))')"
+echo "--- the same from any HTTP client:"
+echo "curl -s $serve_url/search -H 'content-type: application/json' -d '{\"text\": \"steel chair\", \"k\": 3}'"
 echo
 echo "==> freshness of this run (generated events carry made-up past event times: read the 'received' line)"
 "$VL" freshness --since "$started"
@@ -35,5 +42,5 @@ echo "==> pipeline status (vectorlake status; Prometheus text: vectorlake metric
 echo
 lake="$("$BIN/python" -c 'from vectorlake.config import load_config; print(load_config().lake.root)')"
 echo "The lake is in $lake (bronze/, quarantine/, silver/, gold/); the index is behind the alias 'listings'."
-echo "The stack stays up; stop it with: make down"
+echo "The stack stays up, the query service at $serve_url with it; stop them with: make down"
 echo "make demo took $((SECONDS - t0)) s"

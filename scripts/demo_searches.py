@@ -1,64 +1,63 @@
-"""The demo's example searches, in one process: each model loads once, not once per search.
+"""The demo's example searches, sent to the query service (`vectorlake stack up --with serve`).
 
     .venv/bin/python scripts/demo_searches.py LANDING_DIR
 
-The same searches `vectorlake search` runs (same library call, same output), for the first three labelled
-queries of the generated catalog: text, text with filters inside the k-NN query, more like the top hit,
-and an image query taken from a hit's own image URL (from silver, whatever the catalog's layout).
-Each prints how long it took.
+The requests `vectorlake search` sends when the service is up (same client, same output), for the first
+three labelled queries of the generated catalog: text, text with filters inside the k-NN query, more like
+the top hit, and an image query taken from a hit's own image URL (from silver, whatever the catalog's
+layout), sent as base64. Each prints the time the service took (query embedding included).
 """
 
 from __future__ import annotations
 
-import functools
+import base64
 import json
-import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from vectorlake.cli import hit_lines
 from vectorlake.config import Config, load_config
 from vectorlake.errors import VectorlakeError
-from vectorlake.query import Filters, Hit, search
+from vectorlake.query import Hit
+from vectorlake.serve import remote
 
 
-def timed(label: str, run: Callable[[], list[Hit]]) -> list[Hit]:
-    t0 = time.perf_counter()
-    hits = run()
-    print(f"--- {label} ({time.perf_counter() - t0:.1f} s)")
+def timed(cfg: Config, label: str, body: dict[str, Any]) -> list[Hit]:
+    answer = remote.search(cfg, body)
+    print(f"--- {label} (the service took {answer['took_ms']:.0f} ms, {answer['generation']})")
+    hits = [Hit(**h) for h in answer["hits"]]
     print(hit_lines(hits))
     return hits
 
 
 def main(landing: Path) -> int:
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # as the CLI: no weight-loading bars
     cfg = load_config()
+    ok, why = remote.serves(cfg)
+    if not ok:
+        raise VectorlakeError(f"{why} (start it with `vectorlake stack up --with serve`)")
     lines = (landing / "queries.jsonl").read_text().splitlines()
     queries = [json.loads(line)["query"] for line in lines[:3]]
     seen: list[Hit] = []
     for q in queries:
-        seen += timed(f'text: "{q}"', functools.partial(search, cfg, text=q, k=3))
+        seen += timed(cfg, f'text: "{q}"', {"text": q, "k": 3})
     if not seen:
         print("no hits for the labelled queries: nothing more to show")
         return 0
     top = seen[0]
-    only = Filters(locale="en-US", category_id=top.category_id)
+    only = {"locale": "en-US", "category_id": top.category_id}
     label = f'text: "{queries[0]}", only locale en-US and category {top.category_id}'
-    timed(f"{label} (filters inside the k-NN query)", lambda: search(cfg, text=queries[0], filters=only, k=3))
-    timed(
-        f"more like {top.listing_id} (its fused text+image vector)",
-        lambda: search(cfg, like=top.listing_id, k=3),
-    )
+    timed(cfg, f"{label} (filters inside the k-NN query)", {"text": queries[0], "filters": only, "k": 3})
+    timed(cfg, f"more like {top.listing_id} (its fused text+image vector)", {"like": top.listing_id, "k": 3})
     with_image = next((h for h in seen if h.image_id), None)
     url = _image_url(cfg, with_image.listing_id) if with_image else None
     if with_image is None or url is None or urlparse(url).scheme != "file":
         print("--- image: no hit above has a local image to query with")
         return 0
     image = Path(unquote(urlparse(url).path))
-    timed(f"image of {with_image.listing_id}: {image}", lambda: search(cfg, image=image, k=3))
+    data = base64.b64encode(image.read_bytes()).decode()
+    timed(cfg, f"image of {with_image.listing_id}: {image}", {"image_b64": data, "k": 3})
     return 0
 
 

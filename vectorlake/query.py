@@ -124,14 +124,23 @@ class Models:
         return keys
 
     def embed_text(self, meta: Mapping[str, Any], text: str) -> list[float]:
-        from vectorlake.embed.modelinput import text_input
-
         if not text.strip():
             raise VectorlakeError("the text query is empty")
+        return self.embed_texts(meta, [text])[0]
+
+    def embed_texts(self, meta: Mapping[str, Any], texts: list[str]) -> list[list[float]]:
+        """Several text queries in one model call (the service batches the queries that wait)."""
+        from vectorlake.embed.modelinput import text_input
+
         key, path = self._path("text", meta)
         with self._locks[key]:
-            vectors = self._encoder("text", path).encode([text_input(text, None, None, None, ())])
-        return [float(x) for x in vectors[0]]
+            vectors = self._encoder("text", path).encode([text_input(t, None, None, None, ()) for t in texts])
+        return [[float(x) for x in v] for v in vectors]
+
+    @staticmethod
+    def key(meta: Mapping[str, Any], role: str) -> str:
+        """The model a generation uses for ``role``, as ``<model>/<version>``."""
+        return str(meta.get(f"{role}_model"))
 
     def embed_image(self, meta: Mapping[str, Any], data: bytes, what: str) -> list[float]:
         key, path = self._path("image", meta)

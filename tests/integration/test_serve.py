@@ -232,6 +232,38 @@ def test_the_service_answers_as_the_library_does(
     assert answer["models"]["text"] == registry.resolve(served.cfg, "text").label
 
 
+def test_concurrent_text_queries_are_embedded_together_and_each_gets_its_own_answer(served: Served) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"{color} {product}" for product in PRODUCTS for color in COLORS]
+    before = _batch_calls(served)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda t: _post(served, {"text": t, "k": 3}), texts))
+    after = _batch_calls(served)
+    for text, (code, answer) in zip(texts, answers, strict=True):
+        assert code == 200, answer
+        want = search(served.cfg, text=text, k=3)
+        assert [h["listing_id"] for h in answer["hits"]] == [h.listing_id for h in want], text
+    assert after[0] - before[0] < len(texts)  # fewer model calls than queries: some were batched
+    assert after[1] - before[1] == len(texts)  # every query was in exactly one call
+
+
+def _batch_calls(served: Served) -> tuple[float, float]:
+    """(model calls, queries in them) of the service's text batches so far."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, text = _get(served, "/metrics")
+    found = {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("vectorlake_serve_text_batch_queries_")
+    }
+    return found["vectorlake_serve_text_batch_queries_count"], found[
+        "vectorlake_serve_text_batch_queries_sum"
+    ]
+
+
 def test_an_image_url_on_an_allowed_host_is_fetched(served: Served) -> None:
     code, by_url = _post(served, {"image_url": f"{served.image_url}/l-010.jpg", "k": 3})
     assert code == 200, by_url

@@ -19,7 +19,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -134,9 +135,64 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.batches = Histogram(
+            "vectorlake_serve_text_batch_queries",
+            "Text queries embedded by one model call",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+
     def observe(self, endpoint: str, code: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(code)).inc()
         self.latency.labels(endpoint).observe(seconds)
+
+
+class BatchedModels(Models):
+    """`Models` whose text queries are embedded in batches: the queries that arrive while the model runs
+    wait for its next call, which takes them all (up to ``embed.batch_size``, one model at a time). One
+    query alone is not delayed; under load a model call costs far less per query (13.7 ms for one query,
+    35 ms for sixteen, MiniLM on two cores)."""
+
+    def __init__(self, cfg: Config, observe: Callable[[int], None] = lambda n: None) -> None:
+        super().__init__(cfg)
+        self._max = cfg.embed.batch_size
+        self._observe = observe  # the number of queries of each model call
+        self._waiting: list[tuple[Mapping[str, Any], str, Future[list[float]]]] = []
+        self._ready = threading.Condition()
+        threading.Thread(target=self._run, name="text-batcher", daemon=True).start()
+
+    def embed_text(self, meta: Mapping[str, Any], text: str) -> list[float]:
+        if not text.strip():
+            raise VectorlakeError("the text query is empty")
+        done: Future[list[float]] = Future()
+        with self._ready:
+            self._waiting.append((meta, text, done))
+            self._ready.notify()
+        return done.result()
+
+    def _take(self) -> list[tuple[Mapping[str, Any], str, Future[list[float]]]]:
+        """The waiting queries of the first one's model, oldest first, up to the batch size."""
+        with self._ready:
+            while not self._waiting:
+                self._ready.wait()
+            model = self.key(self._waiting[0][0], "text")
+            batch = [w for w in self._waiting if self.key(w[0], "text") == model][: self._max]
+            taken = {id(w) for w in batch}
+            self._waiting = [w for w in self._waiting if id(w) not in taken]
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            self._observe(len(batch))
+            try:
+                vectors = self.embed_texts(batch[0][0], [text for _, text, _ in batch])
+            except Exception as e:  # each waiting request gets the model's error
+                for _, _, done in batch:
+                    done.set_exception(e)
+                continue
+            for (_, _, done), vector in zip(batch, vectors, strict=True):
+                done.set_result(vector)
 
 
 def image_policy(cfg: Config) -> FetchPolicy:
@@ -153,9 +209,9 @@ class Service:
     def __init__(self, cfg: Config, client: OpenSearch) -> None:
         self.cfg = cfg
         self.client = client
-        self.models = Models(cfg)
-        self.policy = image_policy(cfg)
         self.metrics = Metrics()
+        self.models = BatchedModels(cfg, self.metrics.batches.observe)
+        self.policy = image_policy(cfg)
         self.stopped = threading.Event()
         self._meta: dict[str, Generation] = {}
         self.live: Generation | None = None
