@@ -197,6 +197,13 @@ def test_stack_up_with_serve_starts_it_warm_and_status_reports_it(served: Served
     assert status.returncode == 0 and f"serving {alias}_g1" in status.stdout, status.stdout + status.stderr
     code, health = _get(served, "/healthz")
     assert code == 200 and json.loads(health)["generation"] == f"{alias}_g1"
+    busy = _cli(served.env, "serve", "--port", str(served.cfg.serve.port), timeout=60)
+    assert busy.returncode == 1 and "Traceback" not in busy.stderr, busy.stderr
+    assert (
+        busy.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"vectorlake: error: port {served.cfg.serve.port} on 127.0.0.1 is already in use")
+    )
 
 
 @pytest.mark.parametrize(
