@@ -32,6 +32,9 @@
     vectorlake quality [--suite NAME ...] [--write-baseline]
                                          great-expectations suites over bronze, silver and embeddings;
                                          exit 1 when one fails (results in control/quality_results)
+    vectorlake canary [--write-baseline] recall@10 and hit@10 of the labelled queries on the live
+                                         generation against its baseline; exit 1 on a drop over
+                                         gate.max_canary_drop
     vectorlake warehouse build           dbt snapshot + build + test of the history models
     vectorlake warehouse docs [--serve]  dbt docs generate (lineage); --serve browses them
     vectorlake search (--text T | --image FILE | --like ID) [--category C] [--locale L] [--seller S]
@@ -649,6 +652,20 @@ def _add_quality(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="store the current embedding distribution per model version as the drift baseline",
     )
     p.set_defaults(func=_quality)
+    p = sub.add_parser("canary", help="labelled queries on the live generation against its baseline")
+    p.add_argument(
+        "--write-baseline", action="store_true", help="record this run as the live generation's baseline"
+    )
+    p.set_defaults(func=_canary)
+
+
+def _canary(cfg: Config, args: argparse.Namespace) -> int:
+    from vectorlake.ops import canary
+
+    report = canary.run(cfg, write_baseline=args.write_baseline)
+    for line in report.lines():
+        print(line)
+    return 0 if report.passed else 1
 
 
 def _print_status(st: object) -> None:

@@ -134,6 +134,13 @@ class GateConfig:
     max_relevance_drop: float
     max_norm_error: float
     labelled_queries: str | None
+    max_canary_drop: float = (
+        0.02  # `vectorlake canary`: recall@10 or hit@10 this far below the baseline fails
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_canary_drop <= 1.0:
+            raise ConfigError(f"gate.max_canary_drop: expected a share in [0, 1], got {self.max_canary_drop}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ DAG_IDS = {
     "gdpr_erasure_request",
     "gdpr_purge",
     "data_quality",
+    "search_canary",
 }
 
 

@@ -26,6 +26,7 @@ SCHEDULES: dict[str, str | None] = {
     "gdpr_erasure_request": None,
     "gdpr_purge": "@hourly",
     "data_quality": "@hourly",
+    "search_canary": "@daily",
 }
 # Modules a DAG file must not pull in at parse time (the DAG processor parses every file every 30 s).
 HEAVY = {"pyspark", "delta", "torch", "sentence_transformers", "open_clip", "mlflow", "opensearchpy",

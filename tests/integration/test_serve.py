@@ -143,10 +143,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "VECTORLAKE__SERVE__REFRESH_S": "0.5",
         "VECTORLAKE__SERVE__MAX_REQUEST_BYTES": "200000",
         "VECTORLAKE__SERVE__IMAGE_HOSTS": f"127.0.0.1:{files.server_address[1]}",
+        "VECTORLAKE__GATE__LABELLED_QUERIES": str(tmp / "queries.jsonl"),
     }
     cfg = load_config(environ=env)
     registry.register_all(cfg)
     docs, images, meta = _documents(cfg, tmp)
+    labelled = [{"query": d["title"].lower(), "relevant": [d["listing_id"]]} for d in docs]
+    (tmp / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in labelled))
     _create_generation(cfg, 1, docs, meta)
     try:
         up = _cli(env, "stack", "up", "--with", "serve")
@@ -426,3 +429,47 @@ def test_a_cutover_and_a_rollback_are_followed_without_a_restart_or_a_failed_que
         stop.set()
         worker.join()
     assert len(codes) > 5 and set(codes) == {200}, codes
+
+
+def test_the_canary_records_a_baseline_then_fails_when_relevance_decays(served: Served) -> None:
+    """Runs last: it spoils the live generation's text vectors of six listings."""
+    from opensearchpy import helpers
+
+    from vectorlake.ops import canary
+
+    cfg = served.cfg
+    first = canary.run(cfg)
+    assert first.baseline is None and first.lines()[0].startswith(
+        f"canary {cfg.index.alias}_g1: baseline recorded"
+    )
+    assert first.measure.queries == first.measure.judged == len(PRODUCTS) * len(COLORS)
+    assert first.measure.recall_at_10 == 1.0 and first.measure.hit_at_10 == 1.0
+    again = canary.run(cfg)
+    assert (
+        again.passed
+        and again.baseline == first.measure
+        and again.drops == {"recall_at_10": 0, "hit_at_10": 0}
+    )
+
+    # six listings get the opposite of their text vector: their labelled queries rank them last
+    client = make_client(cfg)
+    try:
+        live = generations.live_index(client, cfg.index.alias)
+        spoiled = [f"l-{i:03d}" for i in range(0, 24, 4)]
+        vectors = {lid: client.get(index=live, id=lid)["_source"]["text_vector"] for lid in spoiled}
+        helpers.bulk(
+            client,
+            ({"_op_type": "update", "_index": live, "_id": lid, "doc": {"text_vector": [-x for x in v]}}
+             for lid, v in vectors.items()),
+            refresh=True,
+        )  # fmt: skip
+    finally:
+        client.close()
+    run = _cli(served.env, "canary", timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stdout.splitlines() == [  # six of 24 queries miss their listing; the graph itself is fine
+        f"canary {cfg.index.alias}_g1: FAILED: recall@10 1.000, hit@10 0.750 (24 queries, 24 judged)",
+        "  baseline: recall@10 1.000, hit@10 1.000; allowed drop 0.02; hit_at_10 dropped 0.250",
+    ], run.stdout
+    after = canary.baseline(cfg, f"{cfg.index.alias}_g1")
+    assert after == first.measure  # a failed check does not move the baseline

@@ -119,7 +119,8 @@ def _count(client: OpenSearch, index: str, query: Mapping[str, Any]) -> int:
     return int(client.count(index=index, body={"query": query})["count"])
 
 
-def _text_encoder(cfg: Config, label: str) -> Any:
+def text_encoder(cfg: Config, label: str) -> Any:
+    """The text encoder of a generation's ``text_model`` label (``<model>/<version>``), loaded once."""
     from vectorlake.embed.encoders import load_text_encoder
     from vectorlake.pipeline.targets import model_ref
 
@@ -140,7 +141,8 @@ def _top_ids(client: OpenSearch, index: str, vector: Sequence[float], exact: boo
     return [h.listing_id for h in hits]
 
 
-def _queries(texts: Sequence[str]) -> list[str]:
+def query_inputs(texts: Sequence[str]) -> list[str]:
+    """Query texts as the text model's input (the same normalization as a listing's title)."""
     from vectorlake.embed.modelinput import text_input
 
     return [text_input(t, None, None, None, ()) for t in texts]
@@ -195,13 +197,13 @@ def run_checks(cfg: Config, client: OpenSearch, index: str, live: str | None) ->
         )
     )
 
-    encoder = _text_encoder(cfg, str(meta["text_model"]))
+    encoder = text_encoder(cfg, str(meta["text_model"]))
     sample = golden_sample(
         list(zip(served.column("listing_id").to_pylist(), served.column("title").to_pylist(), strict=True)),
         g.golden_queries,
     )
     if sample:
-        vectors = encoder.encode(_queries([t for _, t in sample]))
+        vectors = encoder.encode(query_inputs([t for _, t in sample]))
         queries = [[float(x) for x in v] for v in vectors]
         recalls = [
             recall(_top_ids(client, index, q, False), _top_ids(client, index, q, True)) for q in queries
@@ -235,9 +237,9 @@ def _relevance(cfg: Config, client: OpenSearch, index: str, live: str | None, en
     queries = [(q, rel) for q, rel in labelled_queries(path) if present & set(rel)]
     if not queries:
         return Check("relevance", None, rule, True, "skipped: no labelled query has a live relevant listing")
-    texts, relevant = _queries([q for q, _ in queries]), [rel for _, rel in queries]
+    texts, relevant = query_inputs([q for q, _ in queries]), [rel for _, rel in queries]
     new = hit_rate(client, index, encoder.encode(texts), relevant)
-    live_encoder = _text_encoder(cfg, str(generations.generation_meta(client, live)["text_model"]))
+    live_encoder = text_encoder(cfg, str(generations.generation_meta(client, live)["text_model"]))
     old = hit_rate(client, live, live_encoder.encode(texts), relevant)
     return Check(
         "relevance",
@@ -277,6 +279,19 @@ def _quality(cfg: Config, meta: Mapping[str, Any]) -> Check:
     )
 
 
+def experiment_id(cfg: Config, name: str) -> str:
+    """The id of the mlflow experiment ``name`` (created with its artifacts under ``mlflow.artifact_root``),
+    with the tracking URI set for the runs that follow."""
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.mlflow_tracking_uri)
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    location = f"{cfg.mlflow_artifact_root.rstrip('/')}/{name}"
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
 def validate(cfg: Config, index: str | None = None) -> GateReport:
     """Run every check on the building generation, log the mlflow run and record the verdict."""
     import mlflow
@@ -293,12 +308,7 @@ def validate(cfg: Config, index: str | None = None) -> GateReport:
         checks = run_checks(cfg, client, target, live)
     finally:
         client.close()
-    mlflow.set_tracking_uri(cfg.mlflow_tracking_uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        location = f"{cfg.mlflow_artifact_root.rstrip('/')}/{EXPERIMENT}"
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=f"gate-{target}") as run:
+    with mlflow.start_run(experiment_id=experiment_id(cfg, EXPERIMENT), run_name=f"gate-{target}") as run:
         mlflow.log_params(
             {
                 "index": target,
