@@ -19,3 +19,16 @@ class IndexUnavailable(VectorlakeError):
 
 class IndexStateError(VectorlakeError):
     """An index alias or generation is not in the expected shape (e.g. a plain index named like the alias)."""
+
+
+def one_line(error: BaseException, named: bool = True, limit: int | None = None) -> str:
+    """The first line of an error's message, after its type name when ``named``; the type name alone when
+    the message is empty; cut to ``limit`` characters when given."""
+    lines, name = str(error).strip().splitlines(), type(error).__name__
+    if not lines:
+        text = name
+    elif named:
+        text = f"{name}: {lines[0]}"
+    else:
+        text = lines[0]
+    return text if limit is None else text[:limit]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from vectorlake.config import Config
 from vectorlake.control import open_dataset, open_delta
+from vectorlake.errors import one_line
 from vectorlake.lake.tables import LakeTables
 from vectorlake.pipeline.batch_metrics import INDEX_STREAM
 
@@ -114,7 +115,7 @@ def generation_docs(cfg: Config) -> tuple[list[GenerationDocs], str | None]:
     try:
         client = make_client(cfg)
     except Exception as e:  # e.g. credentials missing for a remote cluster
-        return _without_counts(states), f"OpenSearch not asked: {_one_line(e)}"
+        return _without_counts(states), f"OpenSearch not asked: {one_line(e)}"
     try:
         roles = {index: role for role, index in generations.alias_map(client, cfg.index).items()}
         out = []
@@ -126,7 +127,7 @@ def generation_docs(cfg: Config) -> tuple[list[GenerationDocs], str | None]:
         return out, None
     except Exception as e:  # down or unreachable: report what the control table knows
         hosts = ", ".join(cfg.opensearch_hosts)
-        return _without_counts(states), f"OpenSearch at {hosts} did not answer ({_one_line(e)})"
+        return _without_counts(states), f"OpenSearch at {hosts} did not answer ({one_line(e)})"
     finally:
         client.close()
 
@@ -139,11 +140,6 @@ def _generation_order(cfg: Config) -> Any:
     from vectorlake.index.generations import generation_number
 
     return lambda index: (generation_number(cfg.index.alias, index) or 0, index)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def last_batches(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

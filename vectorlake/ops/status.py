@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vectorlake.config import Config
+from vectorlake.errors import one_line
 from vectorlake.lake.checkpoint import LocalCheckpoint, delta_read_through, is_local, source_offsets
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import metrics
@@ -199,7 +200,7 @@ def _checkpoint(cfg: Config, stream: str, notes: list[str]) -> tuple[int | None,
         log.debug("source end of %s not read", stream, exc_info=True)
         return (
             committed,
-            f"offsets {json.dumps(sources)} (source end not read: {metrics._one_line(e)}){behind}",
+            f"offsets {json.dumps(sources)} (source end not read: {one_line(e)}){behind}",
         )
 
 

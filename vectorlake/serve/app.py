@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vectorlake.config import Config
 from vectorlake.embed.fetch import FetchPolicy, ImageFetchError, check_pixels, fetch_image
-from vectorlake.errors import VectorlakeError
+from vectorlake.errors import VectorlakeError, one_line
 from vectorlake.query import MAX_K, Filters, Generation, Hit, Models, NotIndexed, Query, run_query
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class Service:
                     self.warm = sorted(set(self.warm) | set(self.models.warm(self._meta[index].meta)))
                     log.info("serving models of %s: %s", index, ", ".join(self.warm))
         except (OpenSearchException, VectorlakeError) as e:
-            self.why = f"cannot read the alias '{self.cfg.index.alias}': {_one_line(e)}"
+            self.why = f"cannot read the alias '{self.cfg.index.alias}': {_reason(e)}"
             return self.live  # keep serving what was live; queries fail on their own if it is gone
         live = found.get("live")
         self.live = self._meta[live] if live else None
@@ -304,9 +304,9 @@ def _hit_body(hit: Hit) -> HitBody:
     return HitBody(**{**dataclasses.asdict(hit), "attributes": dict(hit.attributes)})
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:300]
+def _reason(e: BaseException) -> str:
+    """An error's first line, without its type name, as the service's answers carry it."""
+    return one_line(e, named=False, limit=300)
 
 
 def _validation_message(e: RequestValidationError) -> str:
@@ -332,11 +332,11 @@ def _status_of(e: Exception) -> tuple[int, str, str]:
     if isinstance(e, NotIndexed):
         return 404, "not_found", str(e)
     if isinstance(e, VectorlakeError | ValueError):
-        return 422, "invalid", _one_line(e)
+        return 422, "invalid", _reason(e)
     if isinstance(e, OpenSearchDown):
-        return 503, "unavailable", f"OpenSearch does not answer: {_one_line(e)}"
+        return 503, "unavailable", f"OpenSearch does not answer: {_reason(e)}"
     if isinstance(e, OpenSearchException):
-        return 502, "opensearch", f"OpenSearch refused the query: {_one_line(e)}"
+        return 502, "opensearch", f"OpenSearch refused the query: {_reason(e)}"
     return 500, "internal", f"internal error: {type(e).__name__}"
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vectorlake.errors import StackError
+from vectorlake.errors import StackError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def state(spec: ServerSpec) -> ServerState:
         detail = spec.health()
         healthy = True
     except Exception as e:  # a health check reports any failure as "not healthy", with its reason
-        detail = _one_line(e)
+        detail = one_line(e, limit=300)
         healthy = False
     if healthy and pid is None:
         detail += " (not started by this stack)"
@@ -146,7 +146,7 @@ def wait_healthy(spec: ServerSpec, proc: subprocess.Popen[bytes] | None, timeout
         try:
             return spec.health()
         except Exception as e:  # not up yet; keep the reason for the timeout message
-            last_error = _one_line(e)
+            last_error = one_line(e, limit=300)
         time.sleep(1.0)
     raise StackError(
         f"{spec.name} did not become healthy within {timeout_s:.0f} s ({last_error}); "
@@ -243,8 +243,3 @@ def _first_untraversable(path: Path, uid: int) -> Path | None:
         if not st.st_mode & stat.S_IXOTH:
             return p
     return None
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
