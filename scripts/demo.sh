@@ -27,7 +27,7 @@ echo "==> the query service (models loaded once and kept warm; POST /search, Ope
 echo
 echo "==> example searches through the query service (score = cosine similarity)"
 "$BIN/python" scripts/demo_searches.py "$landing"
-serve_url="$("$BIN/python" -c 'from vectorlake.config import load_config; from vectorlake.serve.remote import base_url; print(base_url(load_config()))')"
+serve_url="$("$BIN/python" -c 'from vectorlake.config import load_config; print(load_config().serve_url)')"
 echo "--- the same from any HTTP client:"
 echo "curl -s $serve_url/search -H 'content-type: application/json' -d '{\"text\": \"steel chair\", \"k\": 3}'"
 echo

@@ -177,9 +177,7 @@ def _search(cfg: Config, args: argparse.Namespace) -> int:
     if served:
         answer = remote.search(cfg, _search_body(args))
         hits = [Hit(**h) for h in answer["hits"]]
-        note = (
-            f"via the query service at {remote.base_url(cfg)}: {answer['generation']}, {answer['took_ms']} ms"
-        )
+        note = f"via the query service at {cfg.serve_url}: {answer['generation']}, {answer['took_ms']} ms"
     else:
         filters = Filters(
             category_id=args.category, locale=args.locale, seller_id=args.seller, attributes=dict(args.attr)

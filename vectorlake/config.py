@@ -413,6 +413,12 @@ class Config:
         return f"http://{self.stack.host}:{self.s3.port}" if self.stack.local else None
 
     @property
+    def serve_url(self) -> str:
+        """Where the query service answers: ``serve.host`` (loopback for a bind-all host), ``serve.port``."""
+        host = "127.0.0.1" if self.serve.host in ("0.0.0.0", "") else self.serve.host  # noqa: S104
+        return f"http://{host}:{self.serve.port}"
+
+    @property
     def airflow_home(self) -> Path:
         return Path(self.airflow.home or self.state_dir / "airflow")
 

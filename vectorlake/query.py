@@ -44,6 +44,11 @@ class NotIndexed(VectorlakeError):
     """The query names something the index does not hold (no live generation, an unknown listing)."""
 
 
+def model_label(meta: Mapping[str, Any], role: str) -> str:
+    """The model a generation's ``_meta`` names for ``role``, as ``<model>/<version>``."""
+    return str(meta.get(f"{role}_model"))
+
+
 @dataclass(frozen=True)
 class Generation:
     """The index generation a query runs on, and the models its vectors came from (its ``_meta``)."""
@@ -54,7 +59,7 @@ class Generation:
     @property
     def models(self) -> dict[str, str]:
         """``{"text": "<model>/<version>", "image": ...}``, as the generation's ``_meta`` names them."""
-        return {role: str(self.meta.get(f"{role}_model")) for role in ROLES}
+        return {role: model_label(self.meta, role) for role in ROLES}
 
 
 def live_generation(client: OpenSearch, alias: str) -> Generation:
@@ -136,11 +141,6 @@ class Models:
         with self._locks[key]:
             vectors = self._encoder("text", path).encode([text_input(t, None, None, None, ()) for t in texts])
         return [[float(x) for x in v] for v in vectors]
-
-    @staticmethod
-    def key(meta: Mapping[str, Any], role: str) -> str:
-        """The model a generation uses for ``role``, as ``<model>/<version>``."""
-        return str(meta.get(f"{role}_model"))
 
     def embed_image(self, meta: Mapping[str, Any], data: bytes, what: str) -> list[float]:
         key, path = self._path("image", meta)

@@ -355,3 +355,10 @@ def test_the_query_service_takes_only_public_http_images_from_outside() -> None:
     assert cfg.fetch.schemes != policy.schemes and set(policy.schemes) == {"http", "https"}
     assert policy.allow_hosts == ("127.0.0.1:8088",) and policy.max_bytes == cfg.fetch.max_bytes
     assert image_policy(load_config(environ={"VECTORLAKE_ENV": "prod"})).schemes == ("https",)
+
+
+def test_the_query_service_url_is_where_clients_reach_it() -> None:
+    assert load_config(environ={}).serve_url == "http://127.0.0.1:8000"
+    bind_all = {"VECTORLAKE__SERVE__HOST": "0.0.0.0", "VECTORLAKE__SERVE__PORT": "8123"}  # noqa: S104
+    cfg = load_config(environ=bind_all)
+    assert cfg.serve_url == "http://127.0.0.1:8123"  # a bind-all service is reached on loopback

@@ -21,7 +21,6 @@ after a cutover); later runs (``kind=check``) fail when either figure is more th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "vectorlake-canary"
-K = 10
 
 
 @dataclass(frozen=True)
@@ -87,17 +85,10 @@ class CanaryReport:
         ]
 
 
-def _top(client: OpenSearch, index: str, vector: Sequence[float], exact: bool, ef_search: int) -> list[str]:
-    from vectorlake.index.search import Filters, search_vector
-
-    hits = search_vector(client, index, "text_vector", vector, K, Filters(), exact=exact, ef_search=ef_search)
-    return [h.listing_id for h in hits]
-
-
 def measure(cfg: Config, client: OpenSearch, index: str) -> Measure:
     """recall@10 and hit@10 of the labelled queries on ``index`` (embedded with its own text model)."""
     from vectorlake.index import generations
-    from vectorlake.ops.gate import labelled_queries, query_inputs, recall, text_encoder
+    from vectorlake.ops.gate import labelled_queries, query_inputs, recall, text_encoder, top_ids
 
     path = cfg.labelled_queries
     if not path.exists():
@@ -110,8 +101,8 @@ def measure(cfg: Config, client: OpenSearch, index: str) -> Measure:
     vectors = [[float(x) for x in v] for v in encoder.encode(query_inputs([q for q, _ in queries]))]
     recalls, hits = [], []
     for (_, relevant), vector in zip(queries, vectors, strict=True):
-        ann = _top(client, index, vector, False, cfg.index.ef_search)
-        recalls.append(recall(ann, _top(client, index, vector, True, cfg.index.ef_search)))
+        ann = top_ids(client, index, vector, False, cfg.index.ef_search)
+        recalls.append(recall(ann, top_ids(client, index, vector, True)))
         if present & set(relevant):
             hits.append(bool(set(ann) & set(relevant)))
     return Measure(

@@ -134,10 +134,15 @@ def text_encoder(cfg: Config, label: str) -> Any:
     )
 
 
-def _top_ids(client: OpenSearch, index: str, vector: Sequence[float], exact: bool) -> list[str]:
+def top_ids(
+    client: OpenSearch, index: str, vector: Sequence[float], exact: bool, ef_search: int | None = None
+) -> list[str]:
+    """The ids of the 10 nearest documents to ``vector`` on ``text_vector``, approximate or exact."""
     from vectorlake.index.search import Filters, search_vector
 
-    hits = search_vector(client, index, "text_vector", vector, 10, Filters(), exact=exact)
+    hits = search_vector(
+        client, index, "text_vector", vector, 10, Filters(), exact=exact, ef_search=ef_search
+    )
     return [h.listing_id for h in hits]
 
 
@@ -161,7 +166,7 @@ def labelled_queries(path: Path) -> list[tuple[str, list[str]]]:
 def hit_rate(client: OpenSearch, index: str, vectors: Any, relevant: Sequence[Sequence[str]]) -> float:
     hits = 0
     for vector, wanted in zip(vectors, relevant, strict=True):
-        hits += bool(set(_top_ids(client, index, [float(x) for x in vector], exact=False)) & set(wanted))
+        hits += bool(set(top_ids(client, index, [float(x) for x in vector], exact=False)) & set(wanted))
     return hits / len(relevant) if relevant else 0.0
 
 
@@ -205,9 +210,7 @@ def run_checks(cfg: Config, client: OpenSearch, index: str, live: str | None) ->
     if sample:
         vectors = encoder.encode(query_inputs([t for _, t in sample]))
         queries = [[float(x) for x in v] for v in vectors]
-        recalls = [
-            recall(_top_ids(client, index, q, False), _top_ids(client, index, q, True)) for q in queries
-        ]
+        recalls = [recall(top_ids(client, index, q, False), top_ids(client, index, q, True)) for q in queries]
         checks.append(
             at_least(
                 "recall_at_10",

@@ -32,7 +32,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vectorlake.config import Config
 from vectorlake.embed.fetch import FetchPolicy, ImageFetchError, check_pixels, fetch_image
 from vectorlake.errors import VectorlakeError, one_line
-from vectorlake.query import MAX_K, Filters, Generation, Hit, Models, NotIndexed, Query, run_query
+from vectorlake.query import (
+    MAX_K,
+    Filters,
+    Generation,
+    Hit,
+    Models,
+    NotIndexed,
+    Query,
+    model_label,
+    run_query,
+)
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -175,8 +185,8 @@ class BatchedModels(Models):
         with self._ready:
             while not self._waiting:
                 self._ready.wait()
-            model = self.key(self._waiting[0][0], "text")
-            batch = [w for w in self._waiting if self.key(w[0], "text") == model][: self._max]
+            model = model_label(self._waiting[0][0], "text")
+            batch = [w for w in self._waiting if model_label(w[0], "text") == model][: self._max]
             taken = {id(w) for w in batch}
             self._waiting = [w for w in self._waiting if id(w) not in taken]
             return batch

@@ -15,15 +15,10 @@ from vectorlake.errors import VectorlakeError
 UP_TIMEOUT_S = 0.5  # a service on this machine answers /livez in milliseconds
 
 
-def base_url(cfg: Config) -> str:
-    host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "") else cfg.serve.host  # noqa: S104 - a bind-all host
-    return f"http://{host}:{cfg.serve.port}"
-
-
 def health(cfg: Config) -> dict[str, Any] | None:
     """The service's ``GET /healthz`` answer (``status``, ``alias``, ...), or None if nothing answers."""
     try:
-        with urllib.request.urlopen(f"{base_url(cfg)}/healthz", timeout=UP_TIMEOUT_S) as resp:  # noqa: S310
+        with urllib.request.urlopen(f"{cfg.serve_url}/healthz", timeout=UP_TIMEOUT_S) as resp:  # noqa: S310
             found = json.loads(resp.read())
     except urllib.error.HTTPError as e:  # 503: up, but it cannot serve (it says why)
         try:
@@ -50,7 +45,7 @@ def serves(cfg: Config) -> tuple[bool, str]:
 def search(cfg: Config, body: dict[str, Any], timeout_s: float = 120.0) -> dict[str, Any]:
     """The service's answer to ``POST /search`` with ``body``; VectorlakeError with its one-line reason."""
     request = urllib.request.Request(  # noqa: S310 - the service's URL from config
-        f"{base_url(cfg)}/search",
+        f"{cfg.serve_url}/search",
         data=json.dumps(body).encode(),
         headers={"content-type": "application/json"},
         method="POST",
@@ -66,4 +61,4 @@ def search(cfg: Config, body: dict[str, Any], timeout_s: float = 120.0) -> dict[
             reason = e.reason
         raise VectorlakeError(f"the query service refused the search (HTTP {e.code}): {reason}") from None
     except OSError as e:
-        raise VectorlakeError(f"the query service at {base_url(cfg)} did not answer: {e}") from None
+        raise VectorlakeError(f"the query service at {cfg.serve_url} did not answer: {e}") from None

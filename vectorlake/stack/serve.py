@@ -17,13 +17,9 @@ from vectorlake.stack.process import ServerSpec, venv_bin
 NAME = "serve"
 
 
-def base_url(cfg: Config) -> str:
-    return f"http://{cfg.stack.host}:{cfg.serve.port}"
-
-
 def spec(cfg: Config) -> ServerSpec:
     home = cfg.state_dir / "serve"
-    url = base_url(cfg)
+    url = cfg.serve_url
     command = venv_bin() / "vectorlake"
 
     def health() -> str:
@@ -39,9 +35,9 @@ def spec(cfg: Config) -> ServerSpec:
     return ServerSpec(
         name=NAME,
         address=url,
-        host=cfg.stack.host,
+        host=cfg.serve.host,
         ports={"serve.port": cfg.serve.port},
-        command=[str(command), "serve", "--host", cfg.stack.host, "--port", str(cfg.serve.port)],
+        command=[str(command), "serve", "--host", cfg.serve.host, "--port", str(cfg.serve.port)],
         env={},
         workdir=home,
         log_path=home / "serve.log",
