@@ -72,6 +72,7 @@ copy_bundle() {
 
 jvm_artifacts() {
   copy_bundle spark
+  copy_bundle s3a
   copy_bundle kafka
   copy_bundle opensearch
   # Spark already ships many of the connector's transitive jars (hadoop, parquet, jackson, scala...);

@@ -10,7 +10,7 @@ import pytest
 
 from vectorlake.config import Config, load_config
 
-_MARKERS = {"unit", "integration", "dags", "e2e", "browser", "notebooks"}
+_MARKERS = {"unit", "integration", "dags", "e2e", "browser", "notebooks", "cluster"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

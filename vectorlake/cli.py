@@ -56,6 +56,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from vectorlake.argtypes import OneLineParser, iso_time, positive_float, positive_int
@@ -462,6 +463,57 @@ def _add_stream(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=_stream)
 
 
+def _job(text: str) -> str:
+    from vectorlake.spark import job_script
+
+    try:
+        job_script(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _add_submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from vectorlake.spark import JOBS
+
+    p = sub.add_parser(
+        "submit",
+        help=f"spark-submit a job ({', '.join(JOBS)}) with master, memory, jars and Python from config",
+        usage="vectorlake submit [--master M] [--deploy-mode D] [--print] JOB [ARGS...]",
+    )
+    p.add_argument("job", type=_job, metavar="JOB", help=f"{', '.join(JOBS)} (or jobs/<name>.py)")
+    p.add_argument("job_args", nargs=argparse.REMAINDER, metavar="ARGS", help="the job's own arguments")
+    p.add_argument("--master", help="e.g. spark://host:7077, yarn, k8s://... (default: spark.master)")
+    p.add_argument("--deploy-mode", choices=("client", "cluster"), help="default: spark.deploy_mode")
+    p.add_argument("--print", dest="dry_run", action="store_true", help="print the command, run nothing")
+    p.set_defaults(func=_submit)
+
+
+def _submit(cfg: Config, args: argparse.Namespace) -> int:
+    import shlex
+
+    from vectorlake.spark import submit_command
+
+    job_args = args.job_args[1:] if args.job_args[:1] == ["--"] else args.job_args
+    command = submit_command(cfg, args.job, job_args, args.master, args.deploy_mode)
+    if args.dry_run:
+        print(shlex.join(command))
+        return 0
+    print(
+        f"vectorlake: {shlex.join(command[:3])} ... {shlex.join(command[-1 - len(job_args) :])}",
+        file=sys.stderr,
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    if cfg.stack.local:  # the driver listens where the local stack's executors reach it
+        env.setdefault("SPARK_LOCAL_IP", cfg.stack.host)
+    os.execve(command[0], command, env)  # noqa: S606 - this venv's spark-submit; signals reach it directly
+
+
 def _add_models(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="the embedding models in the mlflow registry")
     models_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -720,6 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     _add_generate(sub)
     _add_stream(sub)
+    _add_submit(sub)
     _add_models(sub)
     _add_search(sub)
     _add_freshness(sub)

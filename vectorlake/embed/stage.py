@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd  # at module level: pandas UDFs resolve their type hints in this module's globals
 
 from vectorlake.config import Config
+from vectorlake.embed.artifacts import ModelArtifact
 from vectorlake.embed.fetch import FetchPolicy
 from vectorlake.embed.registry import ModelRef
 from vectorlake.lake.conflicts import retry_conflicts
@@ -36,15 +37,18 @@ Modality = Literal["text", "image"]
 class EncoderSettings:
     """What a worker needs to load an encoder and fetch images: plain values, so it pickles."""
 
-    path: str
+    path: str  # the model's folder on the driver (local mode: the workers share its file system)
     device: str
     batch_size: int
     overlap: int
     torch_threads: int | None
     fetch: FetchPolicy  # what an image URL may reach (config fetch:)
+    artifact: ModelArtifact | None = None  # on a cluster: each executor fetches its own copy by URI
 
     @classmethod
-    def from_config(cls, cfg: Config, ref: ModelRef, torch_threads: int | None) -> EncoderSettings:
+    def from_config(
+        cls, cfg: Config, ref: ModelRef, torch_threads: int | None, on_cluster: bool = False
+    ) -> EncoderSettings:
         return cls(
             path=ref.path,
             device=cfg.embed.device,
@@ -52,7 +56,16 @@ class EncoderSettings:
             overlap=cfg.embed.chunk_overlap_tokens,
             torch_threads=cfg.embed.torch_threads or torch_threads,
             fetch=FetchPolicy.from_config(cfg),
+            artifact=ref.artifact(cfg) if on_cluster else None,
         )
+
+    def model_path(self) -> str:
+        """The model's folder where this worker runs: the driver's in local mode, else its own copy."""
+        if self.artifact is None:
+            return self.path
+        from vectorlake.embed.artifacts import materialize
+
+        return materialize(self.artifact)
 
 
 @dataclass(frozen=True)
@@ -110,7 +123,11 @@ def text_udf(settings: EncoderSettings) -> object:
         from vectorlake.embed.encoders import load_text_encoder
 
         encoder = load_text_encoder(
-            settings.path, settings.device, settings.batch_size, settings.overlap, settings.torch_threads
+            settings.model_path(),
+            settings.device,
+            settings.batch_size,
+            settings.overlap,
+            settings.torch_threads,
         )
         for texts in batches:
             vectors = encoder.encode([str(t) for t in texts])
@@ -129,7 +146,7 @@ def image_udf(settings: EncoderSettings) -> object:
         from vectorlake.embed.fetch import ImageFetchError, fetch_many
 
         encoder = load_image_encoder(
-            settings.path, settings.device, settings.batch_size, settings.torch_threads
+            settings.model_path(), settings.device, settings.batch_size, settings.torch_threads
         )
         for urls in batches:
             fetched = fetch_many([str(u) for u in urls], settings.fetch)

@@ -201,6 +201,7 @@ def embed_target(
     from pyspark.sql import functions as F
 
     threads = max(1, (os.cpu_count() or 1) // parallelism)  # encoder threads per Spark task
+    on_cluster = not spark.sparkContext.master.startswith("local")  # executors fetch models by URI
     vectors: dict[str, DataFrame] = {}
     roles: tuple[tuple[Literal["text", "image"], ModelRef, str], ...] = (
         ("text", target.text, "text"),
@@ -215,7 +216,7 @@ def embed_target(
             ),
             role,
             model,
-            stage.EncoderSettings.from_config(cfg, model, threads),
+            stage.EncoderSettings.from_config(cfg, model, threads, on_cluster=on_cluster),
             tables,
             batch_id,
             parallelism,

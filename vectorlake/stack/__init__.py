@@ -2,8 +2,9 @@
 
 Servers are started together and waited on together (OpenSearch is the slow one); a failure stops
 nothing that was already healthy and reports the cause, the fix and the log path in one line. Optional
-servers (Airflow, the query service) join with ``--with NAME``; ``only=True`` acts on the named optional
-servers alone, so Airflow can be started or stopped while the core servers others use keep running.
+servers (Airflow, the query service, a Spark standalone cluster) join with ``--with NAME``; ``only=True``
+acts on the named optional servers alone, so Airflow can be started or stopped while the core servers
+others use keep running.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from dataclasses import dataclass
 
 from vectorlake.config import Config
 from vectorlake.errors import StackError
-from vectorlake.stack import airflow, process, serve, servers
+from vectorlake.stack import airflow, process, serve, servers, standalone
 from vectorlake.stack.process import ServerSpec, ServerState
 
 log = logging.getLogger(__name__)
 
-# Servers that join only when asked for (`stack up --with NAME`), by name: their spec from the config.
-OPTIONAL_SERVERS: dict[str, Callable[[Config], ServerSpec]] = {
-    airflow.NAME: airflow.spec,
-    serve.NAME: serve.spec,
+# Servers that join only when asked for (`stack up --with NAME`), by name: their specs from the config.
+OPTIONAL_SERVERS: dict[str, Callable[[Config], list[ServerSpec]]] = {
+    airflow.NAME: lambda cfg: [airflow.spec(cfg)],
+    serve.NAME: lambda cfg: [serve.spec(cfg)],
+    standalone.NAME: standalone.specs,
 }
 
 
@@ -42,7 +44,7 @@ def specs(cfg: Config, extra: Sequence[str] = (), only: bool = False) -> list[Se
     unknown = [name for name in extra if name not in OPTIONAL_SERVERS]
     if unknown:
         raise StackError(f"unknown optional server '{unknown[0]}'")
-    optional = [OPTIONAL_SERVERS[name](cfg) for name in dict.fromkeys(extra)]
+    optional = [spec for name in dict.fromkeys(extra) for spec in OPTIONAL_SERVERS[name](cfg)]
     return optional if only else [*servers.all_servers(cfg), *optional]
 
 

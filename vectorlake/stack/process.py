@@ -42,6 +42,7 @@ class ServerSpec:
     installed: Callable[[], bool] = lambda: True
     run_as: str | None = None  # drop root privileges to this user (OpenSearch refuses to run as root)
     owned_paths: Sequence[Path] = field(default_factory=tuple)  # handed to run_as before start
+    marker: str | None = None  # in its command line when the process is ours (default: the program)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def read_pid(spec: ServerSpec) -> int | None:
     except OSError:
         return None
     # pids are reused: only a process whose command line is the one we started counts as ours
+    if spec.marker is not None:
+        return pid if spec.marker in cmdline else None
     return pid if spec.command[0] in cmdline or Path(spec.command[0]).name in cmdline else None
 
 
@@ -227,7 +230,7 @@ def _hand_over(spec: ServerSpec, user: str) -> None:
         path.mkdir(parents=True, exist_ok=True)
         for p in [path, *path.rglob("*")]:
             os.chown(p, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
-    blocked = _first_untraversable(spec.workdir, pw.pw_uid)
+    blocked = first_untraversable(spec.workdir, pw.pw_uid)
     if blocked is not None:
         raise StackError(
             f"{spec.name} runs as '{user}', who cannot enter {blocked}; put the state folder somewhere "
@@ -235,7 +238,7 @@ def _hand_over(spec: ServerSpec, user: str) -> None:
         )
 
 
-def _first_untraversable(path: Path, uid: int) -> Path | None:
+def first_untraversable(path: Path, uid: int) -> Path | None:
     for p in [*reversed(path.parents), path]:
         st = p.stat()
         if st.st_uid == uid:
