@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# spark-submit a job with the project's Python and the jars `make setup` cached (Delta, Kafka source).
+# spark-submit a job the way `vectorlake submit` does (master, deploy mode, memory, the executors' Python,
+# jars or packages and the s3a class path from config), for scripts that name the job's file:
 #
 #   scripts/submit.sh jobs/stream_listings.py --source files --once
+#   scripts/submit.sh --master spark://127.0.0.1:7077 jobs/reindex.py --no-validate
 #
-# The jars must be on the command line: a driver started by spark-submit cannot load jars named only in
-# the session's config. On a cluster, pass the cluster's own --jars/--packages to spark-submit instead.
+# is `vectorlake submit [--master M] [--deploy-mode D] [--print] JOB [ARGS...]` (JOB: stream, reindex,
+# backfill, purge or jobs/<name>.py). A job spark-submit started keeps spark-submit's master and memory.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-export PATH="$root/.venv/bin:$PATH"
-export PYSPARK_PYTHON="$root/.venv/bin/python" PYSPARK_DRIVER_PYTHON="$root/.venv/bin/python"
-jars_dir="${VECTORLAKE__SPARK__JARS_DIR:-$root/.vectorlake/jars/spark}"
-if ! ls "$jars_dir"/*.jar >/dev/null 2>&1; then
-  echo "submit: no jars in $jars_dir; run \`make setup\` first" >&2
+if [ ! -x "$root/.venv/bin/vectorlake" ]; then
+  echo "submit: no $root/.venv; run \`make setup\` first" >&2
   exit 1
 fi
-jars="$(ls "$jars_dir"/*.jar | paste -sd, -)"
-exec spark-submit --jars "$jars" "$@"
+exec "$root/.venv/bin/vectorlake" submit "$@"

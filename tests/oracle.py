@@ -39,19 +39,30 @@ def _scalar(value: Any) -> str | None:
 
 def bronze_events(spark: Any, tables: LakeTables) -> list[registers.CatalogState]:
     """Every accepted event in bronze as a one-event oracle state."""
+    return events_from_rows(
+        *(
+            [r.asDict() for r in spark.read.format("delta").load(tables.bronze(kind)).collect()]
+            for kind in ("listing_changes", "media", "seller_policy")
+        )
+    )
+
+
+def events_from_rows(
+    listing_changes: list[dict[str, Any]], media: list[dict[str, Any]], seller_policy: list[dict[str, Any]]
+) -> list[registers.CatalogState]:
+    """Bronze rows (as dicts, from Spark or delta-rs) as one-event oracle states."""
     states = []
-    for row in spark.read.format("delta").load(tables.bronze("listing_changes")).collect():
-        e = row.asDict()
-        e["event_ts"] = e.pop("event_ts_ms")
-        states.append(registers.listing_event(e))
-    for row in spark.read.format("delta").load(tables.bronze("media")).collect():
-        e = row.asDict()
-        e["event_ts"] = e.pop("event_ts_ms")
-        states.append(registers.media_event(e))
-    for row in spark.read.format("delta").load(tables.bronze("seller_policy")).collect():
-        e = row.asDict()
-        e["event_ts"] = e.pop("event_ts_ms")
-        states.append(registers.policy_event(e))
+    for rows, event in (
+        (listing_changes, registers.listing_event),
+        (media, registers.media_event),
+        (seller_policy, registers.policy_event),
+    ):
+        for row in rows:
+            e = dict(row)
+            e["event_ts"] = e.pop("event_ts_ms")
+            if isinstance(e.get("attributes"), list):  # a map read by pyarrow: (key, value) pairs
+                e["attributes"] = dict(e["attributes"])
+            states.append(event(e))
     return states
 
 
@@ -78,8 +89,15 @@ def expected_served(states: list[registers.CatalogState], reference: Reference) 
 def silver_served(spark: Any, tables: LakeTables) -> dict[str, dict[str, Any]]:
     """listing_id -> the served fields of silver/listings (rows with served = true)."""
     rows = spark.read.format("delta").load(tables.listings).where("served").collect()
+    return served_from_rows([r.asDict() for r in rows])
+
+
+def served_from_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """listing_id -> the served fields of silver/listings rows (from Spark or delta-rs) with served = true."""
     out = {}
     for r in rows:
+        if not r["served"]:
+            continue
         d = {f: r[f] for f in SERVED_FIELDS}
         d["attributes"] = dict(d["attributes"] or {})
         d["image_ids"] = list(d["image_ids"]) if d["image_ids"] is not None else []

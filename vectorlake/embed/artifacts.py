@@ -15,6 +15,7 @@ file records where it came from.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -69,9 +70,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vectorlake" / "models")
 
 
+@functools.lru_cache(maxsize=8)
 def materialize(artifact: ModelArtifact, cache_dir: Path | None = None) -> str:
     """A local folder with the artifact's verified files: in place for a readable local folder, else a
-    copy under ``cache_dir`` (default: `default_cache_dir`), made once per node and reused after."""
+    copy under ``cache_dir`` (default: `default_cache_dir`), made once per node and reused after.
+
+    A copy is keyed by its content hash as well as its version, so a version of the same name from
+    another registry (or one registered again after a reset) is never mistaken for it."""
     parsed = urlparse(artifact.uri)
     if parsed.scheme in ("", "file"):
         local = Path(unquote(parsed.path) if parsed.scheme == "file" else artifact.uri)
@@ -81,8 +86,10 @@ def materialize(artifact: ModelArtifact, cache_dir: Path | None = None) -> str:
                 f"artifact store must be one every node reaches (mlflow.artifact_root on s3://)"
             )
         return str(local)
-    target = (cache_dir or default_cache_dir()) / artifact.name / artifact.version
+    key = artifact.sha256 or hashlib.sha256(artifact.uri.encode()).hexdigest()
+    target = (cache_dir or default_cache_dir()) / artifact.name / f"{artifact.version}-{key[:16]}"
     if (target / COMPLETE).exists():
+        print(f"vectorlake: model {artifact.label} from the verified copy in {target}", file=sys.stderr)
         return str(target)
     if parsed.scheme not in ("s3", "s3a"):
         raise ArtifactError(

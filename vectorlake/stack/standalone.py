@@ -88,10 +88,14 @@ def _runnable_python(cfg: Config) -> Path:
     name = f"python{sys.version_info.major}.{sys.version_info.minor}"
     user = cfg.stack.run_as if os.geteuid() == 0 else None
     uid = pwd.getpwnam(user).pw_uid if user else os.geteuid()
-    candidates = [Path(sys.base_prefix) / "bin" / name, Path("/usr/bin") / name, Path("/usr/local/bin") / name]
+    candidates = [
+        Path(sys.base_prefix) / "bin" / name,
+        Path("/usr/bin") / name,
+        Path("/usr/local/bin") / name,
+    ]
     for candidate in candidates:
         real = candidate.resolve()
-        if real.is_file() and first_untraversable(real, uid) is None and os.stat(real).st_mode & 0o001:
+        if real.is_file() and first_untraversable(real, uid) is None and real.stat().st_mode & 0o001:
             return real
     raise StackError(
         f"the Spark workers run as '{user}', who can run none of {', '.join(map(str, candidates))}; "
