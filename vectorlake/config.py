@@ -160,6 +160,13 @@ class KafkaConfig:
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"]
     sasl_mechanism: str | None
     partitions: int
+    auth: Literal["none", "iam"] = "none"  # iam: MSK IAM (SASL_SSL, AWS_MSK_IAM, the aws-msk-iam-auth jar)
+
+    def __post_init__(self) -> None:
+        if self.auth == "iam" and self.security_protocol != "SASL_SSL":
+            raise ConfigError(
+                f"kafka.auth iam needs kafka.security_protocol SASL_SSL, got {self.security_protocol}"
+            )
 
 
 @dataclass(frozen=True)

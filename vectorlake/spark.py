@@ -147,6 +147,8 @@ LAUNCH_KEYS = (
     "spark.jars",
 )
 
+MSK_IAM_PACKAGE = "software.amazon.msk:aws-msk-iam-auth:2.4.0"
+
 # `vectorlake submit JOB`: the job names and their entry points under jobs/
 JOBS = {
     "stream": "stream_listings.py",
@@ -193,8 +195,11 @@ def submit_command(
         "--conf",
         f"spark.pyspark.driver.python={sys.executable}",
     ]
-    if sc.packages:
-        command += ["--packages", ",".join(sc.packages)]
+    packages = [*sc.packages]
+    if cfg.kafka.auth == "iam" and not any(p.startswith(MSK_IAM_PACKAGE.rsplit(":", 1)[0]) for p in packages):
+        packages.append(MSK_IAM_PACKAGE)  # the Kafka source's IAM login module
+    if packages:
+        command += ["--packages", ",".join(packages)]
     if sc.archives:
         command += ["--archives", ",".join(sc.archives)]
     session = session_conf(_with_master(cfg, master))

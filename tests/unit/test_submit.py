@@ -67,7 +67,8 @@ def test_prod_submit_leaves_the_master_to_the_launcher_and_ships_packages() -> N
     )
     command = submit_command(cfg, "purge", [])
     assert "--master" not in command  # spark-submit's own default (spark-defaults.conf, the cluster's)
-    assert _option(command, "--packages") == ["io.delta:delta-spark_4.2_2.13:4.4.0"]
+    packages = _option(command, "--packages")[0].split(",")
+    assert packages == ["io.delta:delta-spark_4.2_2.13:4.4.0", "software.amazon.msk:aws-msk-iam-auth:2.4.0"]
     assert _option(command, "--archives") == ["s3://bucket/env.tar.gz#env"]
     assert "--jars" not in command  # prod: jars_dir null, the cluster provides them
     assert _confs(command)["spark.pyspark.python"] == "./env/bin/python"
@@ -152,3 +153,83 @@ def test_a_readable_local_artifact_is_used_in_place_and_a_remote_one_is_copied_o
     done.mkdir(parents=True)
     (done / ".vectorlake-complete").write_text(f"{sha}\ns3://b/m\n")
     assert materialize(ModelArtifact("m", "2", "s3://b/m", sha), tmp_path / "cache") == str(done)
+
+
+# ------------------------------------------------------------------------------------ MSK IAM, GPUs
+
+
+def test_msk_iam_sets_the_sasl_options_and_ships_the_login_module() -> None:
+    from vectorlake.lake.sources import kafka_options
+    from vectorlake.spark import MSK_IAM_PACKAGE
+
+    prod = load_config(environ={"VECTORLAKE_ENV": "prod"})
+    assert prod.kafka.auth == "iam"
+    opts = kafka_options(prod)
+    assert opts["kafka.security.protocol"] == "SASL_SSL"
+    assert opts["kafka.sasl.mechanism"] == "AWS_MSK_IAM"
+    assert opts["kafka.sasl.jaas.config"] == "software.amazon.msk.auth.iam.IAMLoginModule required;"
+    assert opts["kafka.sasl.client.callback.handler.class"].endswith("IAMClientCallbackHandler")
+    assert _option(submit_command(prod, "stream", []), "--packages") == [MSK_IAM_PACKAGE]
+    local = load_config(environ={})
+    assert "kafka.sasl.jaas.config" not in kafka_options(local)
+    assert "--packages" not in submit_command(local, "stream", [])
+    from vectorlake.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"kafka\.auth iam needs kafka\.security_protocol SASL_SSL"):
+        load_config(environ={"VECTORLAKE__KAFKA__AUTH": "iam"})
+
+
+def test_topics_are_created_on_the_local_stack_only() -> None:
+    from vectorlake.lake.sources import ensure_topics
+
+    # a broker nobody listens on: a create attempt would fail; outside the local stack none is made
+    remote = load_config(
+        environ={
+            "VECTORLAKE_ENV": "prod",
+            "VECTORLAKE__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        }
+    )
+    ensure_topics(remote, timeout_s=1)  # returns without contacting anything
+    from vectorlake.errors import VectorlakeError
+
+    local = load_config(environ={"VECTORLAKE__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    with pytest.raises(VectorlakeError, match="cannot create Kafka topics"):
+        ensure_topics(local, timeout_s=1)
+
+
+def test_each_task_embeds_on_the_gpu_spark_assigned_it() -> None:
+    from vectorlake.embed.device import choose_device, spark_task_resources, task_device
+
+    assert task_device("auto", {"gpu": ["3"]}) == "cuda:3"
+    assert task_device("cuda", {"gpu": ["1", "2"]}) == "cuda:1"
+    assert task_device("auto", {}) == "auto"  # no GPU scheduling: torch picks
+    assert task_device("cpu", {"gpu": ["0"]}) == "cpu"  # an explicit CPU run stays on CPU
+    assert spark_task_resources() == {}  # outside a Spark task
+    if not __import__("torch").cuda.is_available():  # CI: a GPU that is not there is a clear error
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            choose_device("cuda:3")
+    with pytest.raises(ValueError, match="must be auto, cpu or cuda"):
+        choose_device("tpu")
+
+
+def test_prod_schedules_gpus_with_a_discovery_script_that_reports_them(tmp_path: Path) -> None:
+    from vectorlake.spark import session_conf
+
+    conf = session_conf(load_config(environ={"VECTORLAKE_ENV": "prod"}))
+    assert conf["spark.executor.resource.gpu.amount"] == "1"
+    assert float(conf["spark.task.resource.gpu.amount"]) <= 1
+    script = conf["spark.executor.resource.gpu.discoveryScript"]
+    assert Path(script).name == "gpu_discovery.sh"
+    fake = tmp_path / "nvidia-smi"  # the discovery script on a node with two GPUs
+    fake.write_text("#!/bin/sh\nprintf '0\\n1\\n'\n")
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "gpu_discovery.sh")],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    import json
+
+    assert json.loads(done.stdout) == {"name": "gpu", "addresses": ["0", "1"]}

@@ -59,6 +59,12 @@ class EncoderSettings:
             artifact=ref.artifact(cfg) if on_cluster else None,
         )
 
+    def task_device(self) -> str:
+        """The device for the running task: the GPU Spark assigned it, if any, else `device`."""
+        from vectorlake.embed.device import spark_task_resources, task_device
+
+        return task_device(self.device, spark_task_resources())
+
     def model_path(self) -> str:
         """The model's folder where this worker runs: the driver's in local mode, else its own copy."""
         if self.artifact is None:
@@ -124,7 +130,7 @@ def text_udf(settings: EncoderSettings) -> object:
 
         encoder = load_text_encoder(
             settings.model_path(),
-            settings.device,
+            settings.task_device(),
             settings.batch_size,
             settings.overlap,
             settings.torch_threads,
@@ -146,7 +152,7 @@ def image_udf(settings: EncoderSettings) -> object:
         from vectorlake.embed.fetch import ImageFetchError, fetch_many
 
         encoder = load_image_encoder(
-            settings.model_path(), settings.device, settings.batch_size, settings.torch_threads
+            settings.model_path(), settings.task_device(), settings.batch_size, settings.torch_threads
         )
         for urls in batches:
             fetched = fetch_many([str(u) for u in urls], settings.fetch)

@@ -61,6 +61,14 @@ def kafka_options(cfg: Config) -> dict[str, str]:
     }
     if cfg.kafka.sasl_mechanism:
         opts["kafka.sasl.mechanism"] = cfg.kafka.sasl_mechanism
+    if cfg.kafka.auth == "iam":  # MSK IAM: the client signs with the job's AWS credentials (default chain)
+        opts |= {
+            "kafka.sasl.mechanism": "AWS_MSK_IAM",
+            "kafka.sasl.jaas.config": "software.amazon.msk.auth.iam.IAMLoginModule required;",
+            "kafka.sasl.client.callback.handler.class": (
+                "software.amazon.msk.auth.iam.IAMClientCallbackHandler"
+            ),
+        }
     if cfg.sources.max_offsets_per_trigger:
         opts["maxOffsetsPerTrigger"] = str(cfg.sources.max_offsets_per_trigger)
     return opts
@@ -87,7 +95,10 @@ def read_kafka(spark: SparkSession, cfg: Config) -> DataFrame:
 
 
 def ensure_topics(cfg: Config, timeout_s: float = 30.0) -> None:
-    """Create any of the three topics that is missing (``kafka.partitions`` partitions each)."""
+    """On the local stack, create any of the three topics that is missing (``kafka.partitions`` partitions
+    each). Elsewhere topics are the platform's (replication, retention, ACLs): nothing is created."""
+    if not cfg.stack.local:
+        return
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
