@@ -11,6 +11,7 @@ fetched by URI from the artifact store into the worker's own cache, checked by s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -108,10 +109,17 @@ def _indexed_versions(ccfg: Config) -> dict[str, int]:
         client.close()
 
 
-def test_stream_once_on_the_standalone_cluster_equals_the_oracle(
-    cfg: Config, cluster: None, cluster_env: dict[str, str]
-) -> None:
-    ccfg = load_config(environ=cluster_env)
+@dataclasses.dataclass(frozen=True)
+class Streamed:
+    ccfg: Config  # the run's config (lake and artifacts on S3)
+    started_ms: int
+    caches: list[Path]  # each worker's model cache
+
+
+@pytest.fixture(scope="module")
+def streamed(cfg: Config, cluster: None, cluster_env: dict[str, str]) -> Streamed:
+    """Models registered (artifacts on S3), a catalog sent to Kafka, then one `stream --once` submitted to
+    the standalone master, with every worker's model cache emptied first."""
     started_ms = int(time.time() * 1000)
     caches = [
         cfg.state_dir / "spark" / f"worker-{i}" / "home" / ".cache" / "vectorlake" / "models"
@@ -124,12 +132,22 @@ def test_stream_once_on_the_standalone_cluster_equals_the_oracle(
     _vectorlake(
         cluster_env, "submit", "--master", cfg.standalone_master_url, "stream", "--source", "kafka", "--once"
     )
+    return Streamed(load_config(environ=cluster_env), started_ms, caches)
 
-    # the launcher's master won over conf/local.yaml's local[2]: the job ran as a cluster application
+
+def _completed(cfg: Config, name: str, since_ms: int) -> list[dict[str, Any]]:
+    """The applications named ``name`` that the standalone master saw finish since ``since_ms``."""
     apps = standalone.master_state(cfg).get("completedapps")
     assert isinstance(apps, list)
-    ours = [a for a in apps if a["name"] == "vectorlake-stream-kafka" and a["starttime"] >= started_ms]
-    assert len(ours) == 1, apps
+    return [a for a in apps if a["name"] == name and a["starttime"] >= since_ms]
+
+
+def test_stream_once_on_the_standalone_cluster_equals_the_oracle(
+    cfg: Config, cluster_env: dict[str, str], streamed: Streamed
+) -> None:
+    ccfg, caches = streamed.ccfg, streamed.caches
+    # the launcher's master won over conf/local.yaml's local[2]: the job ran as a cluster application
+    assert len(_completed(cfg, "vectorlake-stream-kafka", streamed.started_ms)) == 1
 
     # silver on S3 equals the oracle's fold of bronze on S3
     tables = LakeTables(ccfg.lake.root)
@@ -156,6 +174,27 @@ def test_stream_once_on_the_standalone_cluster_equals_the_oracle(
             assert folder_sha256(copy) == ref.sha256
         logs = "".join(p.read_text() for p in (cfg.state_dir / "spark").glob("worker-*/work/*/*/stderr"))
         assert f"vectorlake: model {ref.label} fetched from {ref.uri}" in logs
+
+
+def test_reindex_on_the_cluster_then_cutover_serves_the_same_documents(
+    cfg: Config, cluster_env: dict[str, str], streamed: Streamed
+) -> None:
+    from vectorlake.index.client import make_client
+
+    ccfg = streamed.ccfg
+    client = make_client(ccfg)
+    try:
+        (live,) = client.indices.get_alias(name=ccfg.index.alias)
+        before = _indexed_versions(ccfg)
+        started_ms = int(time.time() * 1000)
+        _vectorlake(cluster_env, "submit", "--master", cfg.standalone_master_url, "reindex")
+        _vectorlake(cluster_env, "cutover")
+        (now,) = client.indices.get_alias(name=ccfg.index.alias)
+    finally:
+        client.close()
+    assert now != live  # a new generation, built on the cluster from silver on S3, now serves
+    assert len(_completed(cfg, f"vectorlake-reindex-{now}", started_ms)) == 1
+    assert _indexed_versions(ccfg) == before  # the same listings at the same versions
 
 
 def test_an_artifact_that_does_not_hash_to_the_registry_is_never_used(

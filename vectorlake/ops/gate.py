@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vectorlake import s3
 from vectorlake.config import Config
 from vectorlake.errors import IndexStateError
 from vectorlake.lake.tables import LakeTables
@@ -324,7 +325,8 @@ def validate(cfg: Config, index: str | None = None) -> GateReport:
         mlflow.log_metrics({c.name: c.value for c in checks if c.value is not None})
         report = GateReport(target, tuple(checks), run.info.run_id)
         mlflow.set_tag("passed", str(report.passed).lower())
-        mlflow.log_text(report.text(), "gate_report.txt")
+        with s3.mlflow_artifacts(cfg, run.info.artifact_uri):  # the stack's S3 credentials, locally
+            mlflow.log_text(report.text(), "gate_report.txt")
     lifecycle.record_validation(cfg, target, report.passed, report.run_id, "; ".join(report.failures))
     (log.info if report.passed else log.warning)("%s", report.line())
     return report
