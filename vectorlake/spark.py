@@ -179,10 +179,16 @@ def submit_command(
     defaults), deploy mode, memory, executors' Python, jars or packages, class path, then the job's args."""
     sc = cfg.spark
     master = master or sc.master
+    deploy_mode = deploy_mode or sc.deploy_mode
+    if deploy_mode == "cluster" and (master or "").startswith(("spark://", "local")):
+        raise ConfigError(
+            f"deploy mode 'cluster' cannot run a Python job on {master} (Spark supports it on YARN and "
+            f"Kubernetes only); use --deploy-mode client"
+        )
     command = [str(Path(sys.executable).parent / "spark-submit")]
     if master:
         command += ["--master", master]
-    command += ["--deploy-mode", deploy_mode or sc.deploy_mode, "--name", f"{sc.app_name}-{job_name(job)}"]
+    command += ["--deploy-mode", deploy_mode, "--name", f"{sc.app_name}-{job_name(job)}"]
     command += ["--driver-memory", sc.driver_memory]
     if not (master or "").startswith("local"):
         command += ["--executor-memory", sc.executor_memory, "--executor-cores", str(sc.executor_cores)]

@@ -75,6 +75,16 @@ def test_prod_submit_leaves_the_master_to_the_launcher_and_ships_packages() -> N
     assert command[-1] == str(PROJECT_ROOT / "jobs" / "gdpr_purge.py")
 
 
+def test_cluster_deploy_mode_of_a_python_job_on_a_standalone_master_is_a_one_line_error() -> None:
+    from vectorlake.errors import ConfigError
+
+    cfg = load_config(environ={})
+    with pytest.raises(ConfigError, match="Spark supports it on YARN and Kubernetes only"):
+        submit_command(cfg, "stream", [], master=cfg.standalone_master_url, deploy_mode="cluster")
+    yarn = submit_command(cfg, "stream", [], master="yarn", deploy_mode="cluster")
+    assert _option(yarn, "--deploy-mode") == ["cluster"]
+
+
 def test_jobs_by_name_or_path_and_nothing_else() -> None:
     assert job_script("backfill") == PROJECT_ROOT / "jobs" / "backfill.py"
     assert job_script("jobs/reindex.py") == PROJECT_ROOT / "jobs" / "reindex.py"
