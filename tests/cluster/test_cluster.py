@@ -70,6 +70,7 @@ def cluster_env(cfg: Config) -> dict[str, str]:
         "VECTORLAKE__SOURCES__TOPICS__MEDIA": f"cluster-{run}-media",
         "VECTORLAKE__SOURCES__TOPICS__SELLER_POLICY": f"cluster-{run}-policy",
         "VECTORLAKE__INDEX__ALIAS": f"cluster-{run}",
+        "VECTORLAKE__REINDEX__CHUNKS": "2",  # 60 listings: more buckets only add Spark jobs
     }
 
 
