@@ -5,10 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from vectorlake.config import Config, load_config
+
+if TYPE_CHECKING:
+    from tests.shared_lake import SharedLake
 
 _MARKERS = {"unit", "integration", "dags", "e2e", "browser", "notebooks", "cluster"}
 
@@ -53,3 +57,16 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A name no other test uses, for topics, indexes, buckets and models (clean state per test)."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
     return f"t-{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def shared_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedLake]:
+    """The catalog streamed once per session (tests/shared_lake.py): `read` it, or `take` it to change it."""
+    from tests.shared_lake import SharedLake
+
+    lakes = SharedLake(tmp_path_factory)
+    yield lakes
+    from tests.e2e.test_index_e2e import drop_alias
+
+    for made in lakes.made:
+        drop_alias(made)

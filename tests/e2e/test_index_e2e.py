@@ -1,7 +1,8 @@
 """generate -> stream (ingest, embed, index) -> OpenSearch -> search, against the local stack.
 
 One generated catalog (duplicates, out-of-order and late events, images before and after their listing,
-deletes, suppressions, poison) goes through the whole pipeline once. The index must then hold exactly
+deletes, suppressions, poison) goes through the whole pipeline once: the session's shared lake
+(tests/shared_lake.py), which these tests only read. The index must then hold exactly
 one document per live listing of a non-suppressed seller, with the fields of its current state as the
 pure-Python register oracle computes them from the events, and vectors equal to what the encoders give
 for that state's model input.
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,17 @@ import numpy as np
 import pytest
 
 from tests import oracle
-from vectorlake.config import PROJECT_ROOT, Config, load_config
+from tests.shared_lake import SharedLake
+from vectorlake.config import PROJECT_ROOT, Config
 from vectorlake.embed import registry
 from vectorlake.embed.encoders import load_image_encoder, load_text_encoder
 from vectorlake.embed.modelinput import fuse, text_input
-from vectorlake.generate import Catalog, GeneratorSpec, generate, write_landing
+from vectorlake.generate import Catalog
 from vectorlake.lake import registers
 from vectorlake.lake.reference import Reference, load_reference
 from vectorlake.lake.tables import LakeTables
 from vectorlake.pipeline import stream
 from vectorlake.query import Filters, search
-
-SPEC = GeneratorSpec(
-    seed=7, listings=120, sellers=10, events=1000, suppression_rate=0.3, image_size=(96, 72), late_rate=0.1
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +45,6 @@ class Indexed:
     docs: dict[str, dict[str, Any]]
     versions: dict[str, int]
     reference: Reference
-
-
-def _env(tmp: Path, alias: str) -> dict[str, str]:
-    return dict(os.environ) | {
-        "VECTORLAKE__LAKE__ROOT": str(tmp / "lake"),
-        "VECTORLAKE__INDEX__ALIAS": alias,
-    }
 
 
 def index_documents(
@@ -92,22 +81,19 @@ def drop_alias(cfg: Config) -> None:
 
 
 @pytest.fixture(scope="module")
-def indexed(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    catalog = generate(SPEC, image_root=str(tmp / "landing" / "images"))
-    write_landing(catalog, tmp / "landing", files_per_kind=2)
-    env = _env(tmp, f"t-e2e-{os.getpid()}")
-    cfg = load_config(environ=env)
-    registry.register_all(cfg)
-    totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
-    tables = LakeTables(cfg.lake.root)
+def indexed(spark: Any, shared_lake: SharedLake) -> Indexed:
+    """The session's shared catalog (tests/shared_lake.py), only read here."""
+    lake = shared_lake.read(spark)
+    cfg = lake.config()
+    tables = lake.tables
     reference = load_reference(cfg.reference.categories, cfg.reference.locales)
     states = oracle.bronze_events(spark, tables)
     expected = oracle.expected_served(states, reference)
     all_listings = set(registers.fold(states).listings)
     docs, versions = index_documents(cfg)
-    yield Indexed(cfg, env, catalog, tables, totals, expected, all_listings, docs, versions, reference)
-    drop_alias(cfg)
+    return Indexed(
+        cfg, lake.env, lake.catalog, tables, lake.totals, expected, all_listings, docs, versions, reference
+    )
 
 
 def test_the_index_holds_exactly_the_served_listings(indexed: Indexed) -> None:

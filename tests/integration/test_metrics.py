@@ -1,17 +1,15 @@
 """Stream metrics, their Prometheus endpoint and `vectorlake status` on the real stack.
 
-A small generated catalog runs through `stream.run(..., once=True)` in several micro-batches; the metrics
-table must then hold one row per batch with data per stream whose numbers equal what the streams reported
-and what the lake tables hold (lag recomputed with numpy from gold/index_log), a replayed batch must leave
-the table as it was, the HTTP endpoint must serve those numbers, and `vectorlake status` must name each
-generation with OpenSearch's document count.
+The session's shared catalog (tests/shared_lake.py) ran through `stream.run(..., once=True)` in several
+micro-batches; the metrics table must then hold one row per batch with data per stream whose numbers equal
+what the streams reported and what the lake tables hold (lag recomputed with numpy from gold/index_log), a
+replayed batch must leave the table as it was, the HTTP endpoint must serve those numbers, and `vectorlake
+status` must name each generation with OpenSearch's document count.
 """
 
 from __future__ import annotations
 
-import os
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +18,15 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.test_index_e2e import drop_alias
 from tests.ports import free_port
+from tests.shared_lake import SharedLake
 from vectorlake import cli
-from vectorlake.config import Config, load_config
-from vectorlake.embed import registry
-from vectorlake.generate import Catalog, GeneratorSpec, generate, write_landing
+from vectorlake.config import Config
+from vectorlake.generate import Catalog
 from vectorlake.index.client import make_client
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import metrics
 from vectorlake.pipeline import stream
-
-SPEC = GeneratorSpec(seed=11, listings=20, sellers=4, events=120, image_rate=0.2, suppression_rate=0.0)
 
 
 @dataclass(frozen=True)
@@ -58,20 +53,11 @@ def _metric_rows(run: Run, stream: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def run(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    tmp: Path = tmp_path_factory.mktemp("metrics")
-    catalog = generate(SPEC, image_root=str(tmp / "landing" / "images"))
-    write_landing(catalog, tmp / "landing", files_per_kind=2)
-    env = {
-        "VECTORLAKE__LAKE__ROOT": str(tmp / "lake"),
-        "VECTORLAKE__INDEX__ALIAS": f"t-metrics-{os.getpid()}",
-        "VECTORLAKE__SOURCES__MAX_FILES_PER_TRIGGER": "1",  # several ingest batches, so several index ones
-    }
-    cfg = load_config(environ=dict(os.environ) | env)
-    registry.register_all(cfg)
-    totals = stream.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
-    yield Run(cfg, env, LakeTables(cfg.lake.root), catalog, totals, tmp / "landing")
-    drop_alias(cfg)
+def run(spark: Any, shared_lake: SharedLake) -> Run:
+    """The session's shared catalog (tests/shared_lake.py): one landing file per ingest batch, so several
+    ingest batches and several index ones."""
+    lake = shared_lake.read(spark)
+    return Run(lake.config(), lake.overrides, lake.tables, lake.catalog, lake.totals, lake.landing)
 
 
 def test_ingest_rows_are_one_per_batch_and_add_up_to_the_stream_and_the_tables(run: Run) -> None:

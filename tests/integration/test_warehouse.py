@@ -2,8 +2,9 @@
 
     .venv/bin/python -m pytest tests/integration/test_warehouse.py -x -q
 
-A small generated catalog (duplicates, late and out-of-order events, deletes, suppressions) is streamed
-through ingest, embedding and indexing into a temporary lake and a fresh alias; `warehouse.build` runs.
+The session's shared catalog (tests/shared_lake.py: duplicates, late and out-of-order events, deletes,
+suppressions), streamed through ingest, embedding and indexing into a temporary lake and a fresh alias, is
+taken over here (the modules that only read it ran first); `warehouse.build` runs.
 Then a second round of events (title changes and a delete, written by hand so the new versions are known
 exactly) and two erasure requests are added, the stream runs again and so does the build. Every answer
 of the marts is checked against the lake tables read independently (delta-rs into pandas), the mlflow
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,22 +28,13 @@ import pandas as pd
 import pytest
 
 from tests.e2e.test_index_e2e import drop_alias
+from tests.shared_lake import SharedLake
 from vectorlake import warehouse
-from vectorlake.config import Config, load_config
+from vectorlake.config import Config
 from vectorlake.embed import registry
-from vectorlake.generate import GeneratorSpec, generate, write_landing
 from vectorlake.lake.tables import LakeTables
 from vectorlake.pipeline import stream
 
-SPEC = GeneratorSpec(
-    seed=23,
-    listings=48,
-    sellers=6,
-    events=320,
-    suppression_rate=0.3,
-    late_rate=0.1,
-    image_size=(64, 48),
-)
 UPDATED = 3  # listings whose title the second round changes
 MART_TABLES = ("fct_embedding_audit", "dim_embedding_models", "fct_index_freshness", "fct_erasures")
 
@@ -162,23 +153,18 @@ def _add_erasures(cfg: Config, t0: datetime) -> None:
 
 
 @pytest.fixture(scope="module")
-def history(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
-    tmp = tmp_path_factory.mktemp("warehouse")
-    landing = tmp / "landing"
-    catalog = generate(SPEC, image_root=str(landing / "images"))
-    write_landing(catalog, landing, files_per_kind=2)
-    env = dict(os.environ) | {
-        "VECTORLAKE__LAKE__ROOT": str(tmp / "lake"),
-        "VECTORLAKE__INDEX__ALIAS": f"t-wh-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-        "VECTORLAKE__WAREHOUSE__DUCKDB_PATH": str(tmp / "warehouse" / "history.duckdb"),
-        # one landing file per ingest batch: listings change between batches, and the versions a later
-        # batch superseded before the index query ran are never written (the audit must say so)
-        "VECTORLAKE__SOURCES__MAX_FILES_PER_TRIGGER": "1",
-    }
-    cfg = load_config(environ=env)
+def history(
+    spark: Any, shared_lake: SharedLake, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[History]:
+    # the session's shared lake, taken (round two changes it): one landing file per ingest batch, so
+    # listings change between batches, and the versions a later batch superseded before the index query
+    # ran are never written (the audit must say so)
+    lake = shared_lake.take(spark)
+    assert lake.overrides["VECTORLAKE__SOURCES__MAX_FILES_PER_TRIGGER"] == "1"
+    landing = lake.landing
+    duckdb_path = tmp_path_factory.mktemp("warehouse") / "history.duckdb"
+    cfg = lake.config(VECTORLAKE__WAREHOUSE__DUCKDB_PATH=str(duckdb_path))
     try:
-        registry.register_all(cfg)
-        stream.run(spark, cfg, "files", once=True, landing_dir=str(landing))
         first = _round(cfg, warehouse.build(cfg))
 
         # round two, newer than anything before: new titles for some served listings and a DELETE of
