@@ -1,6 +1,7 @@
 """One generated catalog streamed once per test session, shared by the modules that only read what the
 pipeline made of it (tests/e2e, tests/integration/test_metrics.py) and then handed to one module that changes
-it (tests/integration/test_warehouse.py adds a second round of events).
+it (tests/integration/test_warehouse.py adds a second round of events). A module that changes the lake's
+tables only, never its stream or index (tests/integration/test_quality.py), works on a copy of them.
 
 Streaming a catalog costs about a minute on a two-core machine whatever its size (Spark queries, models,
 Delta commits); one stream in place of three is the point. A module that changes the lake `take`s it: the
@@ -71,6 +72,14 @@ class SharedLake:
         if self._current is None:
             self._current = self._stream(spark)
         return self._current
+
+    def copy(self, spark: Any, root: Path) -> LakeTables:
+        """A byte copy of the shared lake's tables under `root`, for a module that changes the lake only
+        (no stream, no index): what it writes never reaches the shared lake."""
+        import shutil
+
+        shutil.copytree(self.read(spark).tables.root, root)
+        return LakeTables(str(root))
 
     def take(self, spark: Any) -> StreamedLake:
         """The shared lake for a module that changes it: no reader is handed this one afterwards."""

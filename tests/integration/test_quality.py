@@ -1,28 +1,22 @@
-"""`vectorlake quality` on a lake the real pipeline wrote: every suite passes on generated data and records
-its verdicts in control/quality_results; after bad rows are appended (an unknown op and locales in bronze,
+"""`vectorlake quality` on a lake the real pipeline wrote (a copy of the session's shared lake, see
+tests/shared_lake.py): every suite passes on generated data and records its verdicts in
+control/quality_results; after bad rows are appended (an unknown op and locales in bronze,
 a vector of the wrong dimension in gold) it fails, naming the expectations."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_index_e2e import drop_alias
+from tests.shared_lake import SharedLake
 from vectorlake import control
 from vectorlake.cli import main
 from vectorlake.config import Config, load_config
-from vectorlake.embed import registry
-from vectorlake.generate import GeneratorSpec, generate, write_landing
 from vectorlake.lake.tables import LakeTables
 from vectorlake.ops import quality
-from vectorlake.pipeline import stream
-
-SPEC = GeneratorSpec(seed=11, listings=30, sellers=5, events=200, image_rate=0.0, suppression_rate=0.0)
 
 
 @dataclass(frozen=True)
@@ -32,23 +26,13 @@ class Lake:
 
 
 @pytest.fixture(scope="module")
-def lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
-    tmp: Path = tmp_path_factory.mktemp("quality")
-    write_landing(
-        generate(SPEC, image_root=str(tmp / "landing" / "images")), tmp / "landing", files_per_kind=1
-    )
-    overrides = {
-        "VECTORLAKE__LAKE__ROOT": str(tmp / "lake"),
-        "VECTORLAKE__INDEX__ALIAS": f"t-quality-{os.getpid()}",
-    }
+def lake(spark: Any, shared_lake: SharedLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
+    """A copy of the session's shared lake (tests/shared_lake.py): the corrupted rows below stay in it."""
+    tables = shared_lake.copy(spark, tmp_path_factory.mktemp("quality") / "lake")
     patch = pytest.MonkeyPatch()
-    for key, value in overrides.items():
-        patch.setenv(key, value)  # `main` loads the config from the environment, as the command does
-    cfg = load_config()
-    registry.register_all(cfg)
-    stream.run(spark, cfg, "files", once=True, landing_dir=str(tmp / "landing"))
-    yield Lake(cfg, LakeTables(cfg.lake.root))
-    drop_alias(cfg)
+    # `main` loads the config from the environment, as the command does (no stream, no index here)
+    patch.setenv("VECTORLAKE__LAKE__ROOT", tables.root)
+    yield Lake(load_config(), tables)
     patch.undo()
 
 
