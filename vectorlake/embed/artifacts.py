@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -75,8 +76,7 @@ def materialize(artifact: ModelArtifact, cache_dir: Path | None = None) -> str:
     """A local folder with the artifact's verified files: in place for a readable local folder, else a
     copy under ``cache_dir`` (default: `default_cache_dir`), made once per node and reused after.
 
-    A copy is keyed by its content hash as well as its version, so a version of the same name from
-    another registry (or one registered again after a reset) is never mistaken for it."""
+    The copy is `cached_copy`'s, keyed by content hash."""
     parsed = urlparse(artifact.uri)
     if parsed.scheme in ("", "file"):
         local = Path(unquote(parsed.path) if parsed.scheme == "file" else artifact.uri)
@@ -86,38 +86,58 @@ def materialize(artifact: ModelArtifact, cache_dir: Path | None = None) -> str:
                 f"artifact store must be one every node reaches (mlflow.artifact_root on s3://)"
             )
         return str(local)
-    key = artifact.sha256 or hashlib.sha256(artifact.uri.encode()).hexdigest()
-    target = (cache_dir or default_cache_dir()) / artifact.name / f"{artifact.version}-{key[:16]}"
-    if (target / COMPLETE).exists():
-        print(f"vectorlake: model {artifact.label} from the verified copy in {target}", file=sys.stderr)
-        return str(target)
     if parsed.scheme not in ("s3", "s3a"):
         raise ArtifactError(
             f"model {artifact.label}: executors fetch artifacts from s3:// or a shared folder, not "
             f"{parsed.scheme}:// ({artifact.uri})"
         )
+    target, fetched = cached_copy(
+        cache_dir or default_cache_dir(),
+        artifact.name,
+        artifact.version,
+        artifact.uri,
+        artifact.sha256,
+        lambda folder: _download_s3(artifact, parsed.netloc, parsed.path.lstrip("/"), folder),
+    )
+    # on an executor this lands in its stderr log: which files the encoder loaded, and from where
+    what = f"fetched from {artifact.uri} into" if fetched else "from the verified copy in"
+    print(f"vectorlake: model {artifact.label} {what} {target}", file=sys.stderr)
+    return str(target)
+
+
+def cached_copy(
+    cache_dir: Path, name: str, version: str, uri: str, sha256: str | None, download: Callable[[Path], Path]
+) -> tuple[Path, bool]:
+    """A verified copy of one model version under ``cache_dir`` and whether it was fetched now.
+
+    The copy is keyed by its content hash as well as its version, so a version of the same name from
+    another registry (or one registered again after a reset) is never mistaken for it. ``download(tmp)``
+    fills a temporary folder (returning the folder holding the files); they are hashed like the registry
+    hashes a version and renamed into place only when they match (`ArtifactError` otherwise)."""
+    key = sha256 or hashlib.sha256(uri.encode()).hexdigest()
+    target = cache_dir / name / f"{version}-{key[:16]}"
+    if (target / COMPLETE).exists():
+        return target, False
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{artifact.version}-", dir=target.parent) as tmp:
-        folder = Path(tmp) / "model"
-        _download_s3(artifact, parsed.netloc, parsed.path.lstrip("/"), folder)
+    with tempfile.TemporaryDirectory(prefix=f".{version}-", dir=target.parent) as tmp:
+        log.info("fetching %s/%s from %s into %s", name, version, uri, target)
+        folder = download(Path(tmp) / "model")
         got = folder_sha256(folder)
-        if artifact.sha256 and got != artifact.sha256:
+        if sha256 and got != sha256:
             raise ArtifactError(
-                f"model {artifact.label}: the files from {artifact.uri} hash to {got[:12]}, the registry "
-                f"says {artifact.sha256[:12]}"
+                f"model {name}/{version}: the files from {uri} hash to {got[:12]}, the registry says "
+                f"{sha256[:12]}"
             )
-        (folder / COMPLETE).write_text(f"{got}\n{artifact.uri}\n")
+        (folder / COMPLETE).write_text(f"{got}\n{uri}\n")
         try:
             folder.rename(target)
         except OSError:  # another process on this node finished the same copy first
             if not (target / COMPLETE).exists():
                 raise
-    # on an executor this lands in its stderr log: which files the encoder loaded, and from where
-    print(f"vectorlake: model {artifact.label} fetched from {artifact.uri} into {target}", file=sys.stderr)
-    return str(target)
+    return target, True
 
 
-def _download_s3(artifact: ModelArtifact, bucket: str, prefix: str, folder: Path) -> None:
+def _download_s3(artifact: ModelArtifact, bucket: str, prefix: str, folder: Path) -> Path:
     from vectorlake import s3
 
     session = s3.boto_session(artifact.s3_region, artifact.s3_local_stack)
@@ -135,3 +155,4 @@ def _download_s3(artifact: ModelArtifact, bucket: str, prefix: str, folder: Path
             found += 1
     if not found:
         raise ArtifactError(f"model {artifact.label}: nothing under {artifact.uri}")
+    return folder

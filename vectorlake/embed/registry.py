@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from vectorlake import s3
 from vectorlake.config import Config, ModelConfig
-from vectorlake.embed.artifacts import COMPLETE, ModelArtifact, folder_sha256
+from vectorlake.embed.artifacts import ArtifactError, ModelArtifact, cached_copy, folder_sha256
 from vectorlake.embed.encoders import OPEN_CLIP_SPEC, model_dim
 from vectorlake.errors import ConfigError
 
@@ -297,7 +297,8 @@ def resolve(cfg: Config, role: str, version: str | None = None) -> ModelRef:
     """The model version the alias names (or ``version``), with its artifact in a local folder.
 
     A local artifact store is used in place; any other (s3, http) is downloaded once into
-    ``<model_cache_dir>/<name>/<version>`` and checked against the version's ``content_sha256``.
+    ``<model_cache_dir>/<name>/<version>-<sha>`` (`artifacts.cached_copy`) and checked against the
+    version's ``content_sha256``.
     """
     from mlflow.exceptions import MlflowException
 
@@ -336,23 +337,14 @@ def _local_folder(cfg: Config, name: str, version: str, uri: str, sha: str | Non
                 f"model {name}/{version}: its artifact folder {path} is missing: {_REGISTER_HINT}"
             )
         return path
-    target = cfg.model_cache_dir / name / version
-    if (target / COMPLETE).exists():
-        return target
     import mlflow.artifacts
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{version}-", dir=target.parent) as tmp:
-        log.info("downloading %s/%s from %s into %s", name, version, uri, target)
+    def download(folder: Path) -> Path:  # into the folder's (existing) parent; mlflow names the folder
         with s3.mlflow_artifacts(cfg, uri):
-            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-        got = folder_sha256(folder)
-        if sha and got != sha:
-            raise ConfigError(
-                f"model {name}/{version}: downloaded files hash to {got[:12]}, the registry says {sha[:12]}; "
-                f"{_REGISTER_HINT} again"
-            )
-        (folder / COMPLETE).write_text(got + "\n")
-        shutil.rmtree(target, ignore_errors=True)  # an earlier, unfinished download
-        folder.rename(target)
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder.parent)))
+
+    try:
+        target, _ = cached_copy(cfg.model_cache_dir, name, version, uri, sha, download)
+    except ArtifactError as e:
+        raise ConfigError(f"{e}; {_REGISTER_HINT} again") from e
     return target
