@@ -52,6 +52,8 @@ def test_a_local_driver_gets_the_log_file_and_the_short_run_jvm_options_and_prod
     local = session_conf(load_config(environ={}))["spark.driver.extraJavaOptions"].split()
     assert any(o.startswith("-Dlog4j2.configurationFile=file:") for o in local)
     assert {"-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC"} <= set(local)
+    # the client compiler alone would leave a 48 MB code cache, which a few micro-batches fill
+    assert "-XX:ReservedCodeCacheSize=240m" in local
     prod = session_conf(load_config(environ={"VECTORLAKE_ENV": "prod"}))
     assert "TieredStopAtLevel" not in prod.get("spark.driver.extraJavaOptions", "")
 
