@@ -3,6 +3,11 @@
     .venv/bin/python bench/bench_embed_gpu.py [--n 20000] [--images 2000] [--batch-sizes 64,256,1024,4096]
                                               [--image-batch-sizes 64,256,1024] [--repeats 3] [--out PATH]
     .venv/bin/python bench/bench_embed_gpu.py --device cpu --n 200 --images 32    # smoke check, no GPU
+    python3 bench/bench_embed_gpu.py --text-model DIR --image-model DIR           # prebuilt model folders
+
+``--text-model`` / ``--image-model`` take model folders that `registry.build_artifact` wrote beforehand
+instead of building them from ``embed.*_model.source``: a GPU machine without the source packages (or room
+for them) runs the bench that way.
 
 On a machine without CUDA (and without ``--device cpu``) it exits 2 with a one-line message.
 
@@ -61,6 +66,13 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(positive_int(p) for p in parts)
 
 
+def _model_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a model folder")
+    return path
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="bench_embed_gpu.py", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke check only")
@@ -70,6 +82,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-batch-sizes", type=_sizes, default=(64, 256, 1024), help="image batch sweep")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per measurement; best kept")
     p.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT} (cuda runs only)")
+    p.add_argument("--text-model", type=_model_dir, default=None, help="a prebuilt text model folder")
+    p.add_argument("--image-model", type=_model_dir, default=None, help="a prebuilt image model folder")
     return p.parse_args(argv)
 
 
@@ -164,8 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     jpegs = generated_jpegs(args.images)
     results: dict[str, Any] = {"text": {}, "image": {}}
     with tempfile.TemporaryDirectory(prefix="vectorlake-bench-embed-gpu-") as tmp:
-        text_dir = registry.build_artifact("text", cfg.embed.text_model.source, Path(tmp) / "text")
-        image_dir = registry.build_artifact("image", cfg.embed.image_model.source, Path(tmp) / "image")
+        text_dir = args.text_model or registry.build_artifact(
+            "text", cfg.embed.text_model.source, Path(tmp) / "text"
+        )
+        image_dir = args.image_model or registry.build_artifact(
+            "image", cfg.embed.image_model.source, Path(tmp) / "image"
+        )
 
         # --- text
         ours_text: dict[int, float] = {}
@@ -236,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_facts(),
         "library": library_state(),
         "config_batch_size": cfg.embed.batch_size,
+        "models": {
+            "text": str(args.text_model) if args.text_model else cfg.embed.text_model.source,
+            "image": str(args.image_model) if args.image_model else cfg.embed.image_model.source,
+        },
         "results": results,
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
