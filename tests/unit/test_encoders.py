@@ -13,7 +13,6 @@ from vectorlake.embed.artifacts import folder_sha256
 from vectorlake.embed.encoders import (
     ImageEncoder,
     TextEncoder,
-    decode_threads,
     load_image_encoder,
     load_text_encoder,
     model_dim,
@@ -171,11 +170,3 @@ def test_a_bad_image_gives_an_error_and_a_zero_row(image_encoder: ImageEncoder) 
     assert np.linalg.norm(vectors[1]) == pytest.approx(1.0, abs=1e-5)
     alone, _ = image_encoder.encode([good])
     np.testing.assert_allclose(vectors[1], alone[0], atol=1e-5)  # a failure does not disturb its batch
-
-
-def test_images_are_decoded_on_every_host_thread_on_a_gpu_and_on_at_most_four_on_a_cpu() -> None:
-    assert decode_threads("cuda", 16) == 16
-    assert decode_threads("cuda:1", 16) == 16
-    assert decode_threads("cpu", 16) == 4
-    assert decode_threads("cpu", 2) == 2
-    assert decode_threads("cpu", 0) == 1

@@ -35,14 +35,7 @@ log = logging.getLogger(__name__)
 # Written by `registry.build_artifact` for an `open_clip:<arch>:<tag>` source: the model is open_clip's
 # built-in architecture with its named pretrained weights, fetched by open_clip (into its cache) at load.
 OPEN_CLIP_SPEC = "open_clip_pretrained.json"
-_CPU_DECODE_THREADS_MAX = 4
-
-
-def decode_threads(device: str, host_threads: int) -> int:
-    """Threads that decode and preprocess images: on a CPU they share the cores with the model's forward, so
-    at most four; on a GPU they are the stage's only host work and feed the device, so all the host's threads
-    (bench/README.md "GPU": capped at four, an H200 ran the stage at 3% of its image ceiling)."""
-    return max(1, host_threads if device.startswith("cuda") else min(host_threads, _CPU_DECODE_THREADS_MAX))
+_DECODE_THREADS_MAX = 4
 
 
 def _offline() -> None:
@@ -124,21 +117,11 @@ class TextEncoder:
         return out
 
     def embed_chunks(self, chunks: Sequence[Sequence[int]]) -> np.ndarray:
-        """One model vector per window of token ids, in input order; batches are sorted by length.
-
-        On a GPU the batches go through pinned memory and stay on the device until the last one is queued,
-        so the host pads the next batch while the device runs the current one (no sync per batch)."""
+        """One model vector per window of token ids, in input order; batches are sorted by length."""
         import torch
 
         out: np.ndarray = np.empty((len(chunks), self.dim), dtype=np.float32)
         order = sorted(range(len(chunks)), key=lambda j: -len(chunks[j]))
-        cuda = self.device.startswith("cuda")
-        pending: list[tuple[list[int], Any]] = []
-
-        def to_device(a: np.ndarray) -> Any:
-            t = torch.from_numpy(a)
-            return t.pin_memory().to(self.device, non_blocking=True) if cuda else t.to(self.device)
-
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
@@ -149,15 +132,13 @@ class TextEncoder:
                     n = len(chunks[j])
                     ids[r, :n] = chunks[j]
                     mask[r, :n] = 1
-                features = {"input_ids": to_device(ids), "attention_mask": to_device(mask)}
+                features = {
+                    "input_ids": torch.from_numpy(ids).to(self.device),
+                    "attention_mask": torch.from_numpy(mask).to(self.device),
+                }
                 if self._token_types:
                     features["token_type_ids"] = torch.zeros_like(features["input_ids"])
                 emb = self._model.forward(features)["sentence_embedding"]
-                if cuda:
-                    pending.append((rows, emb))
-                else:
-                    out[rows] = emb.float().numpy()
-            for rows, emb in pending:
                 out[rows] = emb.float().cpu().numpy()
         return out
 
@@ -298,9 +279,9 @@ def _build_image_encoder(
             "local-dir:" + path, device=device, precision=precision
         )
     model.eval()
-    threads = decode_threads(device, torch_threads or torch.get_num_threads())
-    log.info("image model %s on %s (%s), %d decode threads", spec or path, device, dtype, threads)
-    return ImageEncoder(model, preprocess, device, dtype, batch_size, threads)
+    threads = torch_threads or torch.get_num_threads()
+    log.info("image model %s on %s (%s)", spec or path, device, dtype)
+    return ImageEncoder(model, preprocess, device, dtype, batch_size, min(threads, _DECODE_THREADS_MAX))
 
 
 @functools.lru_cache(maxsize=4)
