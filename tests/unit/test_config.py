@@ -274,6 +274,8 @@ def test_prod_names_real_services_and_holds_no_secrets() -> None:
     assert cfg.s3_endpoint_url is None
     assert cfg.spark.master is None and cfg.spark.jars_dir is None
     assert cfg.warehouse.target == "snowflake"
+    # GPU executors get model batches the size the GPU bench measured best, and Arrow batches that hold them
+    assert cfg.embed.batch_size == 1024 and cfg.embed.arrow_batch_size >= cfg.embed.batch_size
     # the runbook's production erasure settings (4.5): no vacuum of files a live writer or reader needs
     assert cfg.erasure.vacuum_retention_hours >= 24 and cfg.erasure.catch_up_index is False
     text = (REAL_CONF / "prod.yaml").read_text().lower()
