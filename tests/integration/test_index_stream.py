@@ -22,6 +22,8 @@ from tests.e2e.test_index_e2e import drop_alias, index_documents
 from vectorlake.config import Config, load_config
 from vectorlake.embed import registry
 from vectorlake.generate import GeneratorSpec, generate
+from vectorlake.index import sink
+from vectorlake.index.client import make_client
 from vectorlake.lake.tables import LakeTables
 from vectorlake.pipeline import index_query, stream
 
@@ -149,7 +151,7 @@ def test_only_relevant_changes_reach_the_models(spark: Any, tmp_path: Path, alia
     )
     first = run()
     assert (first.text_model_calls, first.image_model_calls) == (3, 1)
-    docs, _ = index_documents(cfg)
+    docs, first_versions = index_documents(cfg)
     assert set(docs) == {"L1", "L2", "L3"}
     assert "image_vector" not in docs["L2"] and "image_vector" in docs["L1"]
 
@@ -158,7 +160,10 @@ def test_only_relevant_changes_reach_the_models(spark: Any, tmp_path: Path, alia
     price = run()
     assert (price.text_model_calls, price.image_model_calls, price.upserts) == (0, 0, 1)
     after_price, versions = index_documents(cfg)
-    assert after_price["L1"]["attributes"]["price"] == "12" and versions["L1"] == 2_000
+    # a version sums event_ts_ms + 1 over the state's registers: ten of them moved from 1,000 to 2,000
+    assert (
+        after_price["L1"]["attributes"]["price"] == "12" and versions["L1"] == first_versions["L1"] + 10_000
+    )
     assert after_price["L1"]["text_vector"] == docs["L1"]["text_vector"]
 
     # a late image (event time before the listing's last change, arriving after it)
@@ -166,8 +171,10 @@ def test_only_relevant_changes_reach_the_models(spark: Any, tmp_path: Path, alia
     late = run()
     assert (late.text_model_calls, late.image_model_calls) == (0, 1)
     after_image, versions = index_documents(cfg)
+    before_policy = dict(versions)
     l2 = after_image["L2"]
-    assert l2["image_id"] == "i2" and len(l2["image_vector"]) == 1280 and versions["L2"] == 1_500
+    assert l2["image_id"] == "i2" and len(l2["image_vector"]) == 1280
+    assert versions["L2"] == first_versions["L2"] + 1_501  # a new media register: a greater version
     assert l2["fused_vector"] != docs["L2"]["fused_vector"] and l2["text_vector"] == docs["L2"]["text_vector"]
     assert float(np.dot(l2["fused_vector"], l2["fused_vector"])) == pytest.approx(1.0, abs=1e-5)
 
@@ -180,7 +187,11 @@ def test_only_relevant_changes_reach_the_models(spark: Any, tmp_path: Path, alia
     active = run()
     assert (active.upserts, active.text_model_calls, active.image_model_calls) == (2, 0, 0)
     back, versions = index_documents(cfg)
-    assert set(back) == {"L1", "L2", "L3"} and versions["L1"] == versions["L3"] == 4_000
+    assert set(back) == {"L1", "L2", "L3"}
+    assert (versions["L1"], versions["L3"]) == (
+        before_policy["L1"] + 4_001,
+        first_versions["L3"] + 4_001,
+    )
     assert back["L1"]["text_vector"] == after_image["L1"]["text_vector"]
     assert back["L1"]["image_vector"] == after_image["L1"]["image_vector"]
 
@@ -193,6 +204,22 @@ def test_only_relevant_changes_reach_the_models(spark: Any, tmp_path: Path, alia
     log = spark.read.format("delta").load(LakeTables(cfg.lake.root).index_log)
     assert log.where("outcome = 'applied'").count() >= 3 + 1 + 1 + 2 + 2 + 3
     assert spark.read.format("delta").load(LakeTables(cfg.lake.root).embeddings).count() == 3 + 2
+
+    # a late suppression, older than L2's newest event (its image at 1,500), is still a new state with a
+    # greater version: a writer holding the state read before it (a reindex bucket, a backfill, a dead-letter
+    # retry) can no longer bring L2 back, although its newest event time did not move
+    landing.add(seller_policy=[_policy("s2", 1_200, "SUPPRESSED")])
+    assert run().deletes == 1
+    assert "L2" not in index_documents(cfg)[0]
+    client = make_client(cfg)
+    try:
+        (stale,) = sink.write(
+            client, cfg.index.alias, [sink.Upsert("L2", versions["L2"], back["L2"])], cfg.sink
+        )
+    finally:
+        client.close()
+    assert (stale.outcome, stale.status) == ("stale", 409)
+    assert "L2" not in index_documents(cfg)[0]
 
 
 def test_an_image_that_cannot_or_may_not_be_fetched_is_dead_lettered_and_indexed_by_text(

@@ -82,11 +82,12 @@ def test_reading_a_table_and_exiting_never_aborts(tmp_path: Path) -> None:
 
 
 def _index_log(cfg: Config, rows: list[tuple[str, int, float, str]]) -> None:
-    """rows: (listing_id, version seconds, indexed_at seconds, outcome); event_ts = the version's time."""
+    """rows: (listing_id, event time seconds, indexed_at seconds, outcome). The version is a sum of register
+    keys, not an event time: freshness must go by ``event_ts``."""
     table = pa.table(
         {
             "listing_id": [r[0] for r in rows],
-            "version": pa.array([_ms(r[1]) for r in rows], pa.int64()),
+            "version": pa.array([3 * _ms(r[1]) + 7 for r in rows], pa.int64()),
             "event_ts": pa.array([_ts(r[1]) for r in rows], pa.timestamp("us", tz="UTC")),
             "indexed_at": pa.array([_ts(r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
             "outcome": [r[3] for r in rows],

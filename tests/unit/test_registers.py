@@ -8,7 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import raw_events
-from vectorlake.lake.registers import CatalogState, fold, listing_event, media_event, policy_event, served
+from vectorlake.lake.registers import (
+    CatalogState,
+    fold,
+    listing_event,
+    media_event,
+    policy_event,
+    served,
+    state_keys,
+    version,
+)
 
 
 @st.composite
@@ -46,6 +55,41 @@ def test_the_version_never_decreases_as_events_arrive(
             assert s.version >= old[lid]
 
 
+@settings(max_examples=300, deadline=None)
+@given(events=event_multisets(), extra=event_multisets(prefix="x"))
+def test_every_change_of_what_is_served_gives_a_strictly_greater_version(
+    events: list[CatalogState], extra: list[CatalogState]
+) -> None:
+    """Served or not, and with which fields: any change of it (late deletes, suppressions and edits older
+    than the newest event included) moves the version up, so an index write of the older state, at its
+    version, can never win. The one case left out is a same-millisecond tie decided by the event id."""
+    before = fold(events)
+    after = before.merge(fold(extra))
+    was, now = served(before), served(after)
+    for lid in before.listings:
+        if was.get(lid) == now.get(lid):
+            assert version(after, lid) >= version(before, lid)
+            continue
+        tie_only = sorted(k[0] for k in state_keys(after, lid)) == sorted(
+            k[0] for k in state_keys(before, lid)
+        )
+        assert version(after, lid) > version(before, lid) or tie_only, lid
+
+
+def test_a_late_delete_and_a_late_suppression_raise_the_version() -> None:
+    """The two cases that once left the version alone: both older than the listing's newest event."""
+    state = fold([_l("a", 10, title="lamp", seller_id="s1"), _l("b", 30, title="lamp v2")])
+    v = version(state, "L1")
+    suppressed = state.merge(
+        policy_event({"event_id": "p", "seller_id": "s1", "event_ts": 20, "status": "SUPPRESSED"})
+    )
+    assert served(suppressed) == {} and version(suppressed, "L1") == v + 21
+    deleted = state.merge(_l("d", 20, op="DELETE"))
+    assert served(deleted)["L1"].title == "lamp v2"  # the delete is older than the upsert at 30 ...
+    assert version(deleted, "L1") == v + 21  # ... and still a new state: the seller written at 10 is hidden
+    assert served(deleted)["L1"].seller_id is None
+
+
 def _l(eid: str, t: int, op: str = "UPSERT", **fields: Any) -> CatalogState:
     return listing_event({"event_id": eid, "listing_id": "L1", "event_ts": t, "op": op, **fields})
 
@@ -61,7 +105,8 @@ def test_partial_updates_merge_per_field_and_per_attribute() -> None:
     doc = served(state)["L1"]
     assert doc.title == "older title"
     assert dict(doc.attributes) == {"color": "red", "price": 7}
-    assert doc.version == 20
+    # title (15) + seller_id (10) + color (10) + price (20) + last upsert (20), each event_ts_ms + 1
+    assert doc.version == 16 + 11 + 11 + 21 + 21
     removed = served(state.merge(_l("d", 30, attributes={"color": None})))["L1"]
     assert dict(removed.attributes) == {"price": 7}
 
@@ -74,7 +119,7 @@ def test_delete_hides_older_writes_and_a_later_upsert_revives() -> None:
     revived = served(fold([deleted, _l("r", 30, title="chair again")]))["L1"]
     assert revived.title == "chair again"
     assert revived.locale is None  # written before the delete: hidden
-    assert revived.version == 30
+    assert revived.version == 31 + 11 + 31 + 21  # title, hidden locale, last upsert, last delete
 
 
 def test_primary_image_follows_media_whichever_arrives_first() -> None:
@@ -92,7 +137,8 @@ def test_primary_image_follows_media_whichever_arrives_first() -> None:
     doc = served(fold([image2, listing]))["L1"]  # image before the listing
     assert (doc.primary_image_id, doc.primary_image_url) == ("i2", "u2")
     doc = served(fold([listing, image2, image1]))["L1"]  # the first of image_ids wins once it is added
-    assert (doc.primary_image_id, doc.primary_image_url, doc.version) == ("i1", "u1", 40)
+    # title, image_ids and last upsert (10), then both images (5 and 40)
+    assert (doc.primary_image_id, doc.primary_image_url, doc.version) == ("i1", "u1", 3 * 11 + 6 + 41)
     assert served(fold([listing, image2, image1, gone1]))["L1"].primary_image_id == "i2"
 
 
@@ -102,7 +148,7 @@ def test_suppressed_sellers_are_not_served_and_come_back_when_active() -> None:
     restore = policy_event({"event_id": "p2", "seller_id": "s1", "event_ts": 30, "status": "ACTIVE"})
     assert served(fold([listing, suppress])) == {}
     doc = served(fold([restore, listing, suppress]))["L1"]
-    assert (doc.policy_status, doc.version, doc.title) == ("ACTIVE", 30, "lamp")
+    assert (doc.policy_status, doc.version, doc.title) == ("ACTIVE", 3 * 11 + 31, "lamp")  # policy at 30
 
 
 def test_same_timestamp_ties_break_on_event_id() -> None:

@@ -2,9 +2,11 @@
 
 Every action carries the listing's state version as an ``external_gte`` version, so a replay or a
 duplicate converges and an older state never overwrites a newer one (the older write comes back 409 and
-is reported ``stale``). Items that fail with 429/5xx, and whole requests that fail with 429/5xx, a
-connection error or a timeout, are retried (only those items) with capped exponential backoff and full
-jitter; when the retries run out ``IndexUnavailable`` is raised so that the caller fails its micro-batch.
+is reported ``stale``). State versions rise with every change of a listing (`vectorlake.lake.registers`),
+so an equal version is the same state written again. Items that fail with 429/5xx, and whole requests that
+fail with 429/5xx, a connection error or a timeout, are retried (only those items) with capped exponential
+backoff and full jitter; when the retries run out ``IndexUnavailable`` is raised so that the caller fails
+its micro-batch.
 Any other per-item error is ``rejected`` with its reason and returned, never retried.
 """
 

@@ -16,9 +16,12 @@ Rules:
 - Media: one register per (listing, image); the primary image is the first of ``image_ids`` whose
   latest media record is ADDED. Seller policy: one register per seller; no record means ACTIVE.
 - A listing is served when it is live and its seller is not SUPPRESSED.
-- ``version`` is the newest ``event_ts_ms`` among the listing's own events, its media and the policy of
-  every seller it has named; it never decreases as events are added, which is what the index's external
-  versioning needs.
+- ``version`` is the sum of ``event_ts_ms + 1`` over every register of the listing's state: its fields,
+  attributes, last upsert and delete, its media and the policy of every seller it has named. Merging only
+  raises a register's key or adds one, so every change of the state gives a strictly greater version (a late
+  DELETE or SUPPRESSED older than the newest event too), which is what the index's external versioning needs
+  to keep every older state out. Not covered: two events for one register in the same millisecond, where the
+  event id decides and the sum does not move.
 """
 
 from __future__ import annotations
@@ -153,6 +156,21 @@ class ServedListing:
     policy_status: str
 
 
+def state_keys(state: CatalogState, lid: str) -> list[Key]:
+    """The key of every register of listing ``lid``'s state (its media and its sellers' policy too)."""
+    regs = state.listings[lid]
+    keys = [r.key for r in regs.fields.values()] + [r.key for r in regs.attributes.values()]
+    keys += [k for k in (regs.last_upsert, regs.last_delete) if k is not None]
+    keys += [r.key for (m_lid, _), r in state.media.items() if m_lid == lid]
+    keys += [state.policy[s].key for s in regs.sellers if s in state.policy]
+    return keys
+
+
+def version(state: CatalogState, lid: str) -> int:
+    """The state version of listing ``lid``: the sum of ``event_ts_ms + 1`` over its registers' keys."""
+    return sum(k[0] + 1 for k in state_keys(state, lid))
+
+
 def served(state: CatalogState) -> dict[str, ServedListing]:
     """listing_id -> served document, for live listings of sellers who are not suppressed."""
     out = {}
@@ -169,13 +187,9 @@ def served(state: CatalogState) -> dict[str, ServedListing]:
         image_ids = tuple(f.get("image_ids") or ())
         primary = next((i for i in image_ids if _added(state, lid, i)), None)
         media_reg = state.media.get((lid, primary)) if primary is not None else None
-        keys = [r.key for r in regs.fields.values()] + [r.key for r in regs.attributes.values()]
-        keys += [k for k in (regs.last_upsert, regs.last_delete) if k is not None]
-        keys += [r.key for (m_lid, _), r in state.media.items() if m_lid == lid]
-        keys += [state.policy[s].key for s in regs.sellers if s in state.policy]
         out[lid] = ServedListing(
             listing_id=lid,
-            version=max(k[0] for k in keys),
+            version=version(state, lid),
             title=f.get("title"),
             description=f.get("description"),
             attributes=attrs,

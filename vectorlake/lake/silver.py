@@ -12,8 +12,13 @@ The rules are those of `vectorlake.lake.registers` (the pure-Python oracle), wri
   DELETE, and the listing is live when its last UPSERT is newer than its last DELETE;
 - media and seller policy are registers of their own tables (silver/media, silver/seller_policy); the
   listing row joins them whenever either side changes, so it does not matter which arrives first;
-- ``version`` is the newest event time among the listing's registers, its media and the policy of every
-  seller it ever named: it never goes down, which the index's external versioning relies on.
+- ``version`` is the sum over every register of the listing's state (its fields, attributes, last upsert and
+  delete, its media and the policy of every seller it ever named) of ``event_ts_ms + 1``. A merge only
+  ever raises a register's key or adds a register, so every change of the state, a late one included (a
+  DELETE or SUPPRESSED older than the newest event, an edit of one field), gives a strictly greater
+  version, and the index's external versioning can never let an older state back in. The one exception is
+  two events for the same register in the same millisecond (the event id breaks the tie, the sum does not
+  move). ``event_ts`` is the newest event time among those registers.
 
 Each function takes and returns DataFrames; reading and writing the Delta tables happens in
 `vectorlake.pipeline.ingest_batch`.
@@ -176,7 +181,8 @@ def _normalized_locale(raw: str, table: Mapping[str, str]) -> str:
 
 
 def media_by_listing(media: DataFrame) -> DataFrame:
-    """silver/media rows -> per listing: ``images`` (image_id -> op, url) and ``media_ts``."""
+    """silver/media rows -> per listing: ``images`` (image_id -> op, url), ``media_ts`` (the newest event
+    time) and ``media_sum`` (the registers' share of the version)."""
     from pyspark.sql import functions as F
 
     return media.groupBy("listing_id").agg(
@@ -184,7 +190,21 @@ def media_by_listing(media: DataFrame) -> DataFrame:
             "images"
         ),
         F.max("event_ts_ms").alias("media_ts"),
+        F.sum(F.col("event_ts_ms") + 1).alias("media_sum"),
     )
+
+
+def _own_times(r: str) -> tuple[str, str]:
+    """SQL over the registers column ``r``: the newest event time, and the sum of ``event_ts_ms + 1``."""
+    own_ts = (
+        f"greatest({', '.join(f'{r}.{n}.ts' for n in FIELD_TYPES)}, {r}.last_upsert.ts, {r}.last_delete.ts, "
+        f"array_max(transform(map_values({r}.attributes), x -> x.ts)))"
+    )
+    own_sum = " + ".join(
+        [f"coalesce({r}.{n}.ts + 1, 0)" for n in (*FIELD_TYPES, "last_upsert", "last_delete")]
+        + [f"aggregate(map_values({r}.attributes), cast(0 AS bigint), (acc, x) -> acc + x.ts + 1)"]
+    )
+    return own_ts, own_sum
 
 
 def derive(registers: DataFrame, media: DataFrame, policy: DataFrame, reference: Reference) -> DataFrame:
@@ -209,7 +229,7 @@ def derive(registers: DataFrame, media: DataFrame, policy: DataFrame, reference:
         registers.select("listing_id", F.explode(f"{r}.sellers").alias("seller_id"))
         .join(policy.select("seller_id", "event_ts_ms"), "seller_id")
         .groupBy("listing_id")
-        .agg(F.max("event_ts_ms").alias("policy_ts"))
+        .agg(F.max("event_ts_ms").alias("policy_ts"), F.sum(F.col("event_ts_ms") + 1).alias("policy_sum"))
     )
     status = policy.select("seller_id", F.col("status").alias("_status"))
     rows = (
@@ -224,10 +244,7 @@ def derive(registers: DataFrame, media: DataFrame, policy: DataFrame, reference:
         .join(status, F.col("_seller") == status["seller_id"], "left")
         .drop(status["seller_id"])
     )
-    own_ts = (
-        f"greatest({', '.join(f'{r}.{n}.ts' for n in FIELD_TYPES)}, {r}.last_upsert.ts, {r}.last_delete.ts, "
-        f"array_max(transform(map_values({r}.attributes), x -> x.ts)))"
-    )
+    own_ts, own_sum = _own_times(r)
     attributes = (
         f"CASE WHEN _live THEN transform_values(map_filter({r}.attributes, (k, x) -> x.value IS NOT NULL "
         f"AND {visible('x')}), (k, x) -> x.value) END"
@@ -240,7 +257,7 @@ def derive(registers: DataFrame, media: DataFrame, policy: DataFrame, reference:
         "listing_id",
         F.col("_live").alias("live"),
         F.expr(f"_live AND {policy_status} <> 'SUPPRESSED'").alias("served"),
-        F.expr(f"greatest({own_ts}, media_ts, policy_ts)").alias("version"),
+        F.expr(f"{own_sum} + coalesce(media_sum, 0) + coalesce(policy_sum, 0)").alias("version"),
         F.expr(value("title")).alias("title"),
         F.expr(value("description")).alias("description"),
         F.expr(attributes).alias("attributes"),
@@ -253,7 +270,8 @@ def derive(registers: DataFrame, media: DataFrame, policy: DataFrame, reference:
         F.expr(f"try_element_at(images, {primary}).url").alias("primary_image_url"),
         F.expr(policy_status).alias("policy_status"),
         F.col(r),
-    ).withColumn("event_ts", F.expr("timestamp_millis(version)"))
+        F.expr(f"timestamp_millis(greatest({own_ts}, media_ts, policy_ts))").alias("event_ts"),
+    )
     state = F.struct(*[_sortable(c) for c in STATE_COLUMNS])
     regs_sorted = F.expr(
         f"struct({', '.join(f'{r}.{n}' for n in FIELD_TYPES)}, "

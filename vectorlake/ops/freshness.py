@@ -5,8 +5,8 @@ Two clocks, both ending at ``indexed_at`` (when the bulk write that made the sta
 - ``event``: from the state's ``event_ts`` (the newest source event in it). This is the brief's measure,
   and it includes how late the event itself arrived.
 - ``received``: from when vectorlake received that event (``received_at`` of the bronze listing or media
-  event whose event time is the state version). It is the pipeline's own share; events that a generator
-  stamps with made-up past times can only be judged by this one.
+  event whose event time is the state's ``event_ts``). It is the pipeline's own share; events that a
+  generator stamps with made-up past times can only be judged by this one.
 
 Only applied index writes count; stale ones (a newer state was already there) do not.
 """
@@ -75,10 +75,15 @@ def lags(cfg: Config, basis: Basis, since: datetime | None = None) -> pa.Table:
     if basis == "event":
         start = log.append_column("start", log["event_ts"]).drop_columns(["event_ts"])
     else:
-        start = log.drop_columns(["event_ts"]).join(
-            _first_received(cfg, tables, log["listing_id"].unique()),
-            ["listing_id", "version"],
-            join_type="inner",
+        event_ms = pc.divide(_micros(log["event_ts"]), 1000)
+        start = (
+            log.drop_columns(["event_ts"])
+            .append_column("event_ts_ms", event_ms)
+            .join(
+                _first_received(cfg, tables, log["listing_id"].unique()),
+                ["listing_id", "event_ts_ms"],
+                join_type="inner",
+            )
         )
     seconds = pc.divide(
         pc.subtract(_micros(start["indexed_at"]), _micros(start["start"])).cast(pa.float64()), 1e6
@@ -93,7 +98,7 @@ def _micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _first_received(cfg: Config, tables: LakeTables, listing_ids: pa.Array) -> pa.Table:
-    """(listing_id, version, start): when vectorlake first received each listing or media event time."""
+    """(listing_id, event_ts_ms, start): when vectorlake first received each listing or media event time."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -108,20 +113,20 @@ def _first_received(cfg: Config, tables: LakeTables, listing_ids: pa.Array) -> p
             columns=["listing_id", "event_ts_ms", "received_at"],
             filter=ds.field("listing_id").isin(listing_ids),
         )
-        parts.append(part.rename_columns(["listing_id", "version", "start"]))
+        parts.append(part.rename_columns(["listing_id", "event_ts_ms", "start"]))
     if not parts:
         return pa.table(
             {
                 "listing_id": pa.array([], pa.string()),
-                "version": pa.array([], pa.int64()),
+                "event_ts_ms": pa.array([], pa.int64()),
                 "start": pa.array([], pa.timestamp("us", tz="UTC")),
             }
         )
     received = pa.concat_tables(parts, promote_options="permissive")
     return (
-        received.group_by(["listing_id", "version"])
+        received.group_by(["listing_id", "event_ts_ms"])
         .aggregate([("start", "min")])
-        .rename_columns(["listing_id", "version", "start"])
+        .rename_columns(["listing_id", "event_ts_ms", "start"])
     )
 
 

@@ -1,6 +1,7 @@
--- One row per listing state version (listing_id, listing_version), the grain the index knows: a late event
--- can change a field without moving the version, so several recorded states can share one version; the
--- newest of them speaks for it.
+-- One row per listing state version (listing_id, listing_version), the grain the index knows. Every change
+-- of a listing's state raises its version, except two events for one register in the same millisecond;
+-- where recorded states share a version for that reason (or in lakes written before versions were sums),
+-- the newest of them speaks for it.
 with
 
 states as (
