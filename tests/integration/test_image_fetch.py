@@ -9,6 +9,7 @@ import gzip
 import http.server
 import io
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -63,6 +64,9 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         path = self.path
         if path == "/ok.jpg":
             self._send(200, IMAGE)
+        elif path == "/rebound.jpg":  # only a rebinding name's second lookup leads here
+            REBOUND_HITS.append(self.headers.get("Host", ""))
+            self._send(200, IMAGE)
         elif path == "/missing.jpg":
             self._send(404)
         elif path == "/to-ok":  # a redirect to an allowed address
@@ -107,6 +111,9 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
             self._send(404)
 
 
+REBOUND_HITS: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """The hostile server on 127.0.0.1 (an ephemeral port), one thread per request."""
@@ -143,6 +150,31 @@ def test_http_only_to_public_addresses_unless_the_host_is_allowed(server: str) -
     assert _reason("http://10.1.2.3/x.jpg", allowed) == "refused"
     no_http = replace(allowed, schemes=("https",))
     assert _reason(f"{server}/ok.jpg", no_http) == "refused"
+
+
+def test_a_name_that_rebinds_to_loopback_after_the_check_never_reaches_it(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolves to a public address for the check and to 127.0.0.1 on any later
+    lookup (the system resolver cannot be pointed at a local DNS server here, so the lookup is played in
+    process). The fetch looks the name up once and connects to the address it checked, which refuses the
+    connection; a client that looked the name up again would fetch the image from the loopback server."""
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "images.rebind.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "8.8.8.8" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    port = server.rsplit(":", 1)[1]
+    with pytest.raises(ImageFetchError) as e:
+        fetch_image(f"http://images.rebind.test:{port}/rebound.jpg", FetchPolicy(timeout_s=2, deadline_s=4))
+    assert e.value.reason == "fetch_failed" and "8.8.8.8" in str(e.value), str(e.value)
+    assert (lookups, REBOUND_HITS) == (["images.rebind.test"], [])
 
 
 def test_http_bodies_are_capped_in_bytes_and_in_time(server: str) -> None:

@@ -5,7 +5,8 @@ much of it: the schemes allowed; ``file://`` only for regular files under the co
 and ``..`` resolved first; FIFOs, devices and folders never); ``s3://`` only in the configured buckets and
 never anonymously; ``http(s)`` only to hosts whose every address is public (not loopback, private,
 link-local, multicast or reserved) unless the host is allowed, every redirect hop checked the same way and
-at most ``max_redirects`` of them; a byte cap and a deadline for the whole fetch; and a pixel cap read from
+at most ``max_redirects`` of them, each hop's name looked up once and the connection made to the address
+that was checked (no DNS rebinding); a byte cap and a deadline for the whole fetch; and a pixel cap read from
 the image header before anything is decoded.
 
 A failure is an `ImageFetchError` whose ``reason`` is one of `FETCH_REASONS` (``refused``: the policy
@@ -198,30 +199,69 @@ def _fetch_s3(url: str, policy: FetchPolicy) -> bytes:
     return data
 
 
-def _host_allowed(url: str, policy: FetchPolicy) -> None:
-    """Refuse a URL whose host is not allowed and resolves to any address that is not public."""
+def _address(url: str, policy: FetchPolicy) -> str | None:
+    """The address to connect to for ``url``: None for an allowed host (connected by name), else the first
+    address its name resolves to, once every one of them was found public. The fetch connects to that very
+    address, so a name that resolves to a public address for the check and to a private one a moment later
+    (DNS rebinding) never reaches the private one."""
     parsed = urlparse(url)
     host = parsed.hostname
     if not host:
         raise ImageFetchError("refused", f"{url[:200]}: no host")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if host in policy.allow_hosts or f"{host}:{port}" in policy.allow_hosts:
-        return
+        return None
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as e:
         raise ImageFetchError("fetch_failed", f"{url[:200]}: cannot resolve {host}: {e}") from e
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+    addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
+    for text in addresses:
+        address = ipaddress.ip_address(text)
         mapped = getattr(address, "ipv4_mapped", None)
         if not (mapped or address).is_global:
             raise ImageFetchError(
                 "refused", f"{url[:200]}: {host} resolves to {address}, not a public address"
             )
+    if not addresses:
+        raise ImageFetchError("fetch_failed", f"{url[:200]}: {host} resolves to no address")
+    return addresses[0]
+
+
+def _get(url: str, address: str | None, timeout: float) -> Any:
+    """GET ``url`` without following redirects, connected to ``address`` when given (the Host header and,
+    for https, the certificate check and SNI still use the URL's host name); a streamed urllib3 response."""
+    import urllib3
+
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    https = parsed.scheme.lower() == "https"
+    port = parsed.port or (443 if https else 80)
+    target = parsed.path or "/"
+    if parsed.query:
+        target += "?" + parsed.query
+    connect_to = address or host
+    pool: urllib3.HTTPConnectionPool
+    if https:
+        import certifi
+
+        pool = urllib3.HTTPSConnectionPool(
+            connect_to, port, timeout=timeout, retries=False, cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(), assert_hostname=host, server_hostname=host,
+        )  # fmt: skip
+    else:
+        pool = urllib3.HTTPConnectionPool(connect_to, port, timeout=timeout, retries=False)
+    netloc = host if parsed.port is None else f"{host}:{parsed.port}"
+    if ":" in host:  # an IPv6 literal
+        netloc = f"[{host}]" if parsed.port is None else f"[{host}]:{parsed.port}"
+    return pool.urlopen(
+        "GET", target, headers={"Host": netloc, "Accept-Encoding": "gzip, deflate"},
+        redirect=False, preload_content=False, decode_content=True,
+    )  # fmt: skip
 
 
 def _fetch_http(url: str, policy: FetchPolicy) -> bytes:
-    import requests
+    import urllib3
 
     deadline = time.monotonic() + policy.deadline_s
     current = url
@@ -231,30 +271,30 @@ def _fetch_http(url: str, policy: FetchPolicy) -> bytes:
             raise ImageFetchError(
                 "refused", f"{url[:200]}: redirected to a scheme not allowed: {current[:200]}"
             )
-        _host_allowed(current, policy)
+        address = _address(current, policy)
         left = deadline - time.monotonic()
         if left <= 0:
             raise ImageFetchError(
                 "fetch_failed", f"{url[:200]}: over fetch.deadline_s ({policy.deadline_s:g} s)"
             )
         try:
-            response = requests.get(
-                current, timeout=min(policy.timeout_s, left), stream=True, allow_redirects=False
-            )
-        except requests.RequestException as e:
+            response = _get(current, address, min(policy.timeout_s, left))
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
             raise ImageFetchError("fetch_failed", f"{url[:200]}: {type(e).__name__}: {e}") from e
-        with response:
-            if response.is_redirect:
-                current = urljoin(current, response.headers.get("location", ""))
+        try:
+            if response.status in (301, 302, 303, 307, 308) and response.headers.get("location"):
+                current = urljoin(current, response.headers["location"])
                 continue
-            if response.status_code in _HTTP_MISSING:
-                raise ImageFetchError("not_found", f"{url[:200]}: HTTP {response.status_code}")
-            if response.status_code != 200:
-                raise ImageFetchError("fetch_failed", f"{url[:200]}: HTTP {response.status_code}")
+            if response.status in _HTTP_MISSING:
+                raise ImageFetchError("not_found", f"{url[:200]}: HTTP {response.status}")
+            if response.status != 200:
+                raise ImageFetchError("fetch_failed", f"{url[:200]}: HTTP {response.status}")
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > policy.max_bytes:
                 raise _too_large(url, int(declared), policy.max_bytes)
             return _read_body(url, response, policy, deadline)
+        finally:
+            response.close()
     raise ImageFetchError(
         "refused", f"{url[:200]}: more than fetch.max_redirects ({policy.max_redirects}) redirects"
     )
@@ -266,7 +306,7 @@ def _read_body(url: str, response: Any, policy: FetchPolicy, deadline: float) ->
     body = bytearray()
     try:
         while True:
-            chunk = response.raw.read1(_CHUNK, decode_content=True)
+            chunk = response.read1(_CHUNK, decode_content=True)
             if not chunk:
                 return bytes(body)
             body += chunk
