@@ -20,7 +20,9 @@
     vectorlake cutover [GEN]             make the validated building generation live (atomic)
     vectorlake rollback                  serve the previous generation again
     vectorlake abandon [GEN]             delete the building generation
-    vectorlake generations               list generations: state, models, aliases, gate
+    vectorlake generations [--adopt INDEX]
+                                         list generations: state, models, aliases, gate; --adopt takes
+                                         over one this lake did not create
     vectorlake retention                 delete generations retired more than index.retention_hours ago
     vectorlake backfill --from TS --to TS [--target silver|index|both]
                                          replay bronze events of a time range into silver and/or the index
@@ -366,6 +368,9 @@ def _abandon(cfg: Config, args: argparse.Namespace) -> int:
 def _generations(cfg: Config, args: argparse.Namespace) -> int:
     from vectorlake.ops import lifecycle
 
+    if args.adopt:
+        print(f"adopted {lifecycle.adopt(cfg, args.adopt).line()}")
+        return 0
     found = lifecycle.list_generations(cfg)
     if not found:
         print(f"no generations behind '{cfg.index.alias}' yet")
@@ -571,9 +576,14 @@ def _add_generations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         p.add_argument("generation", nargs="?", metavar="GENERATION", help="default: the building one")
         p.set_defaults(func=func)
     sub.add_parser("rollback", help="serve the previous generation again").set_defaults(func=_rollback)
-    sub.add_parser("generations", help="list the index generations and their state").set_defaults(
-        func=_generations
+    p = sub.add_parser("generations", help="list the index generations and their state")
+    p.add_argument(
+        "--adopt",
+        metavar="INDEX",
+        help="take over a generation of this family that this lake did not create (record it; make it live "
+        "if the live alias points nowhere)",
     )
+    p.set_defaults(func=_generations)
     sub.add_parser("retention", help="delete retired generations past index.retention_hours").set_defaults(
         func=_retention
     )

@@ -90,20 +90,79 @@ def sync(cfg: Config, client: OpenSearch) -> dict[str, str]:
         elif index != live and row["state"] == "live":
             fixes.append({"index": index, "state": "retired", "retired_at": now, "updated_at": now})
     if live is not None and live not in rows:
-        fixes.append(
-            {
-                "index": live,
-                "generation": generations.generation_number(cfg.index.alias, live),
-                "alias": cfg.index.alias,
-                "state": "live",
-                "live_at": now,
-                "updated_at": now,
-            }
-        )
+        meta = generations.generation_meta(client, live)
+        if meta.get("lake") == cfg.lake.root:  # created by this lake, its row never written (a crash)
+            fixes.append(_complete_row(cfg, live, meta, "live", now))
+        else:
+            log.warning(
+                "alias '%s' points at %s, which this lake did not create: not recorded (writers refuse it; "
+                "`vectorlake generations --adopt %s` takes it over)",
+                cfg.index.alias, live, live,
+            )  # fmt: skip
     if fixes:
         log.warning("control/index_generations disagreed with the aliases; recorded %s", fixes)
         table.upsert(fixes)
     return found
+
+
+def _complete_row(
+    cfg: Config, index: str, meta: Mapping[str, Any], state: str, now: datetime
+) -> dict[str, Any]:
+    """A control row for generation ``index`` with the models and dimensions its ``_meta`` records."""
+    from vectorlake.index import generations
+
+    dims = {k: meta.get(k) for k in ("text_dim", "image_dim")}
+    if not all(isinstance(v, int) for v in dims.values()):
+        raise IndexStateError(
+            f"{index}'s _meta records no text_dim and image_dim: not a vectorlake generation"
+        )
+    for role in ("text", "image"):
+        generations.model_version(meta, role)  # raises when _meta names no such model
+    return {
+        "index": index,
+        "generation": generations.generation_number(cfg.index.alias, index),
+        "alias": cfg.index.alias,
+        "state": state,
+        "text_model": meta["text_model"],
+        "image_model": meta["image_model"],
+        **dims,
+        "created_at": now,
+        "updated_at": now,
+        **({"live_at": now} if state == "live" else {}),
+    }
+
+
+def adopt(cfg: Config, index: str) -> Generation:
+    """Take over generation ``index`` of this family that this lake did not create (another lake's, or one
+    recorded nowhere): record it with the models and dimensions of its ``_meta``, and make it live when the
+    live alias points nowhere. Writers refuse such a generation until it is adopted."""
+    from vectorlake.index import generations
+
+    alias = cfg.index.alias
+    if generations.generation_number(alias, index) is None:
+        raise IndexStateError(f"'{index}' is not a generation of '{alias}' (expected {alias}_g<N>)")
+    client = _client(cfg)
+    try:
+        if not client.indices.exists(index=index):
+            raise IndexStateError(f"index '{index}' does not exist")
+        meta = generations.generation_meta(client, index)
+        found = generations.alias_map(client, cfg.index)
+        if "live" not in found:
+            actions = [{"add": {"index": index, "alias": alias, "is_write_index": True}}]
+            client.indices.update_aliases(body={"actions": actions})
+            found["live"] = index
+            log.info("alias '%s' now points at %s", alias, index)
+    finally:
+        client.close()
+    role = next((r for r, i in found.items() if i == index), None)
+    state = {"live": "live", "next": "building"}.get(role or "", "retired")
+    table = control.generations_table(cfg)
+    known = next((r for r in table.rows() if r["index"] == index), None)
+    row = _complete_row(cfg, index, meta, state, _now())
+    if known is not None:
+        row["created_at"] = known.get("created_at") or row["created_at"]
+    table.upsert([row])
+    return _generation({**_EMPTY, **row}, role)
 
 
 def list_generations(cfg: Config) -> list[Generation]:

@@ -2,8 +2,14 @@
 
 `resolve_targets` reads the family aliases (``index.alias`` = live, ``<alias>_next`` = building,
 ``<alias>_prev`` = the rollback target) and each generation's ``_meta`` (the model versions it was built
-with); the live generation is created, with the champion models, when there is none yet. Used by the index
-query, the reindex (`target_for` one building generation) and the backfill.
+with); the live generation is created, with the champion models, when the lake has none yet. Used by the
+index query, the reindex (`target_for` one building generation) and the backfill.
+
+Only this lake's generations are written: one recorded in its control/index_generations, or one whose
+``_meta.lake`` names this lake (created by it, the row not written yet). An alias pointing anywhere else is
+refused with a one-line `IndexStateError` (`vectorlake generations --adopt INDEX` takes such a generation
+over explicitly), and a lake that records generations but finds its live alias gone never gets a new empty
+live index in their place.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ def generation_meta_for(text: ModelRef, image: ModelRef, cfg: Config) -> dict[st
         "image_model": image.label,
         "text_dim": _dim(text),
         "image_dim": _dim(image),
+        "lake": cfg.lake.root,  # the lake that created it: its writers may write it before it is recorded
         "fusion": {
             "text_weight": cfg.embed.fusion.text_weight,
             "image_weight": cfg.embed.fusion.image_weight,
@@ -90,11 +97,45 @@ def generation_meta_for(text: ModelRef, image: ModelRef, cfg: Config) -> dict[st
     }
 
 
+def recorded_generations(cfg: Config) -> dict[str, dict[str, Any]]:
+    """index -> control/index_generations row of this lake's generations of the family."""
+    from vectorlake import control
+
+    rows = control.generations_table(cfg).rows()
+    return {r["index"]: r for r in rows if r["alias"] in (None, cfg.index.alias)}
+
+
+def check_ours(cfg: Config, found: Mapping[str, str], recorded: Mapping[str, Any], client: Any) -> None:
+    """Raise IndexStateError unless every generation behind the family's aliases is this lake's own."""
+    from vectorlake.errors import IndexStateError
+    from vectorlake.index import generations
+
+    aliases = generations.family(cfg.index)
+    for role, index in found.items():
+        if index in recorded or generations.generation_meta(client, index).get("lake") == cfg.lake.root:
+            continue
+        raise IndexStateError(
+            f"alias '{aliases[role]}' points at '{index}', which this lake ({cfg.lake.root}) did not "
+            f"create: take it over with `vectorlake generations --adopt {index}`, or set index.alias to "
+            "another family"
+        )
+    if "live" not in found:
+        lost = sorted(i for i, r in recorded.items() if r["state"] == "live")
+        if lost:
+            raise IndexStateError(
+                f"alias '{cfg.index.alias}' is missing but this lake records {', '.join(lost)} as live; no "
+                f"new empty live index is made in its place: point the alias back with `vectorlake "
+                f"generations --adopt {lost[-1]}`, or rebuild from the lake with `vectorlake reindex` and "
+                "`vectorlake cutover`"
+            )
+
+
 def _resolve(cfg: Config, client: Any) -> list[Target]:
     from vectorlake.embed import registry
     from vectorlake.index import generations
 
     found = generations.alias_map(client, cfg.index)
+    check_ours(cfg, found, recorded_generations(cfg), client)
     if "live" not in found:
         text = registry.resolve(cfg, "text")
         image = registry.resolve(cfg, "image")
