@@ -66,6 +66,7 @@ class IndexConfig:
     refresh_interval: str
     build_gc_deletes: str
     retention_hours: float
+    concurrent_segment_search: Literal["auto", "all", "none"]
 
     @property
     def next_alias(self) -> str:

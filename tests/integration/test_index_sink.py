@@ -122,6 +122,9 @@ def test_ensure_live_generation_creates_g1_behind_the_alias_then_reuses_it(
     assert settings["knn"] == "true" and settings["knn.algo_param"]["ef_search"] == str(
         alias_cfg.index.ef_search
     )
+    assert (
+        settings["search"]["concurrent_segment_search"]["mode"] == alias_cfg.index.concurrent_segment_search
+    )
 
     again = generations.ensure_live_generation(client, alias_cfg, TEXT_DIM, IMAGE_DIM, {"other": "meta"})
     assert again == index

@@ -151,14 +151,20 @@ META = {"text_model": "vectorlake-text-encoder/3", "image_model": "vectorlake-im
 
 
 def test_index_body_settings_come_from_config(cfg: Config) -> None:
-    index = dataclasses.replace(cfg.index, shards=3, replicas=2, ef_search=77)
+    index = dataclasses.replace(
+        cfg.index, shards=3, replicas=2, ef_search=77, concurrent_segment_search="auto"
+    )
     settings = index_body(index, 384, 1280, META)["settings"]["index"]
     assert settings == {
         "knn": True,
         "knn.algo_param.ef_search": 77,
         "number_of_shards": 3,
         "number_of_replicas": 2,
+        "search.concurrent_segment_search.mode": "auto",
     }
+    assert (
+        cfg.index.concurrent_segment_search == "all"
+    )  # the default: k-NN queries search segments in parallel
 
 
 def test_vector_fields_have_their_dimensions_and_the_configured_hnsw_method(cfg: Config) -> None:

@@ -65,6 +65,7 @@ def index_body(cfg: IndexConfig, text_dim: int, image_dim: int, meta: Mapping[st
                 "knn.algo_param.ef_search": cfg.ef_search,  # read by the faiss/nmslib engines only
                 "number_of_shards": cfg.shards,
                 "number_of_replicas": cfg.replicas,
+                "search.concurrent_segment_search.mode": cfg.concurrent_segment_search,
             }
         },
         "mappings": {
