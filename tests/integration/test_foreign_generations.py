@@ -4,7 +4,8 @@ Two lakes share one alias family: the first creates generation 1 and records it;
 pointing at a generation it did not create and refuses, until `vectorlake generations --adopt` takes it over
 with a complete record. A lake whose live alias was removed refuses instead of making a new empty live index,
 and `--adopt` points the alias back. A generation this lake created but has not recorded yet (a crash
-between the create and the record, or another of its writers mid-create) is its own by ``_meta.lake``.
+between the create and the record, or another of its writers mid-create) is its own by ``_meta.lake``. And
+nothing is written to a cluster that would create a missing generation on write.
 """
 
 from __future__ import annotations
@@ -126,3 +127,21 @@ def test_a_generation_this_lake_created_but_did_not_record_is_its_own(tmp_path: 
     (listed,) = lifecycle.list_generations(cfg)  # the sync records it, complete
     assert (listed.index, listed.state, listed.text_model) == (index, "live", text.label)
     assert _row(cfg, index)["image_dim"] == meta["image_dim"]
+
+
+def test_a_cluster_that_creates_missing_indexes_on_write_is_refused(tmp_path: Path, alias: str) -> None:
+    """A write that races the deletion of a generation (retention, abandon) must fail, not create an empty
+    index with guessed mappings: with ``action.auto_create_index`` allowing the family, writers refuse."""
+    cfg = _cfg(tmp_path / "lake", alias)
+    registry.register_all(cfg)
+    targets._NO_AUTO_CREATE.clear()
+    client = make_client(cfg)
+    try:
+        client.cluster.put_settings(body={"persistent": {"action.auto_create_index": "+t-*,-*"}})
+        with pytest.raises(IndexStateError, match=r"action\.auto_create_index: '\+t-\*,-\*'"):
+            targets.resolve_targets(cfg)
+        assert generations.generations(client, alias) == []
+    finally:
+        client.cluster.put_settings(body={"persistent": {"action.auto_create_index": None}})
+        client.close()
+    assert [t.index for t in targets.resolve_targets(cfg)] == [generations.generation_name(alias, 1)]

@@ -11,7 +11,7 @@ import pytest
 from vectorlake import control
 from vectorlake.config import Config, IndexConfig
 from vectorlake.errors import IndexStateError, VectorlakeError
-from vectorlake.index.generations import family, swap_actions
+from vectorlake.index.generations import auto_create_allows, family, swap_actions
 from vectorlake.ops import backfill, gate
 
 
@@ -124,3 +124,24 @@ def test_s3a_lake_paths_open_as_s3_with_the_configured_endpoint(cfg: Config) -> 
     assert options["AWS_REGION"] == cfg.s3.region
     assert options.get("AWS_ENDPOINT_URL") == cfg.s3_endpoint_url
     assert control.location(cfg, "/data/lake/x") == ("/data/lake/x", {})
+
+
+@pytest.mark.parametrize(
+    ("setting", "allowed"),
+    [
+        ("true", True),
+        ("", True),
+        ("false", False),
+        ("FALSE", False),
+        ("-listings_g*,+*", False),
+        ("+*", True),
+        ("+logs-*,-*", False),
+        ("logs-*", False),  # no pattern matches: not created
+        ("+listings_*,-listings_g*", True),  # the first match decides
+        ("-listings_g1,+*", True),  # another generation's pattern only
+    ],
+)
+def test_auto_create_index_patterns_decide_whether_a_write_can_create_a_generation(
+    setting: str, allowed: bool
+) -> None:
+    assert auto_create_allows(setting, "listings_g999999") is allowed

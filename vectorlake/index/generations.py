@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import re
 from collections.abc import Mapping
@@ -188,3 +189,45 @@ def swap_actions(cfg: IndexConfig, new: str, current: Mapping[str, str]) -> list
         actions.append({"add": {"index": live, "alias": cfg.prev_alias, "is_write_index": True}})
     actions.append({"add": {"index": new, "alias": cfg.alias, "is_write_index": True}})
     return actions
+
+
+def auto_create_index(client: OpenSearch) -> str:
+    """The cluster's effective ``action.auto_create_index`` (OpenSearch's default, true, when unset)."""
+    found = client.cluster.get_settings(params={"include_defaults": "true", "flat_settings": "true"})
+    for level in ("transient", "persistent", "defaults"):
+        value = (found.get(level) or {}).get("action.auto_create_index")
+        if value is not None:
+            return str(value)
+    return "true"
+
+
+def auto_create_allows(setting: str, index: str) -> bool:
+    """Whether ``action.auto_create_index`` = ``setting`` lets a write create ``index`` (pure): true/false,
+    or comma-separated wildcard patterns, each with an optional ``+`` or ``-``; the first match decides and no
+    match means no."""
+    value = setting.strip()
+    if value.lower() in ("true", ""):
+        return True
+    if value.lower() == "false":
+        return False
+    for raw in (p.strip() for p in value.split(",")):
+        if not raw:
+            continue
+        allow, pattern = (raw[0] != "-", raw[1:]) if raw[0] in "+-" else (True, raw)
+        if fnmatch.fnmatchcase(index, pattern):
+            return allow
+    return False
+
+
+def refuse_auto_create(client: OpenSearch, cfg: IndexConfig) -> None:
+    """Raise IndexStateError when OpenSearch would create a missing generation on write: a write that races
+    the deletion of a generation (retention, abandon) would make an empty index with guessed mappings."""
+    setting = auto_create_index(client)
+    probe = generation_name(cfg.alias, 999_999)
+    if auto_create_allows(setting, probe):
+        raise IndexStateError(
+            f"OpenSearch creates missing indexes on write (action.auto_create_index: {setting!r}), so a "
+            f"write racing a deleted generation would make an empty '{cfg.alias}_g<N>' with guessed "
+            f"mappings: set it to false, or to patterns that refuse '{cfg.alias}_g*' (e.g. "
+            f"'-{cfg.alias}_g*,+*')"
+        )

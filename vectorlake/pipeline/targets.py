@@ -5,11 +5,12 @@
 with); the live generation is created, with the champion models, when the lake has none yet. Used by the
 index query, the reindex (`target_for` one building generation) and the backfill.
 
-Only this lake's generations are written: one recorded in its control/index_generations, or one whose
-``_meta.lake`` names this lake (created by it, the row not written yet). An alias pointing anywhere else is
-refused with a one-line `IndexStateError` (`vectorlake generations --adopt INDEX` takes such a generation
-over explicitly), and a lake that records generations but finds its live alias gone never gets a new empty
-live index in their place.
+Nothing is written to a cluster that would create a missing index on write (``action.auto_create_index``
+must refuse the family's generations), and only this lake's generations are written: one recorded in its
+control/index_generations, or one whose ``_meta.lake`` names this lake (created by it, the row not written
+yet). An alias pointing anywhere else is refused with a one-line `IndexStateError` (`vectorlake generations
+--adopt INDEX` takes such a generation over explicitly), and a lake that records generations but finds its
+live alias gone never gets a new empty live index in their place.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def generation_meta_for(text: ModelRef, image: ModelRef, cfg: Config) -> dict[st
     }
 
 
+_NO_AUTO_CREATE: set[tuple[str, ...]] = set()  # clusters found not to create missing indexes on write
+
+
 def recorded_generations(cfg: Config) -> dict[str, dict[str, Any]]:
     """index -> control/index_generations row of this lake's generations of the family."""
     from vectorlake import control
@@ -134,6 +138,10 @@ def _resolve(cfg: Config, client: Any) -> list[Target]:
     from vectorlake.embed import registry
     from vectorlake.index import generations
 
+    hosts = tuple(cfg.opensearch_hosts)
+    if hosts not in _NO_AUTO_CREATE:  # once per process and cluster
+        generations.refuse_auto_create(client, cfg.index)
+        _NO_AUTO_CREATE.add(hosts)
     found = generations.alias_map(client, cfg.index)
     check_ours(cfg, found, recorded_generations(cfg), client)
     if "live" not in found:
