@@ -67,6 +67,23 @@ class IndexConfig:
     build_gc_deletes: str
     retention_hours: float
     concurrent_segment_search: Literal["auto", "all", "none"]
+    gc_deletes_s: int = 3600
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.gc_deletes_s, bool)
+            or not isinstance(self.gc_deletes_s, int)
+            or self.gc_deletes_s < 60
+        ):
+            raise ConfigError(
+                f"index.gc_deletes_s: expected whole seconds, at least 60, got {self.gc_deletes_s!r}"
+            )
+
+    @property
+    def max_state_age_s(self) -> float:
+        """How old a listing state may be when it is written: half the time OpenSearch remembers a delete
+        (``gc_deletes_s``), so a delete applied after the state was read is still there to reject it."""
+        return self.gc_deletes_s / 2
 
     @property
     def next_alias(self) -> str:

@@ -125,6 +125,16 @@ def test_ensure_live_generation_creates_g1_behind_the_alias_then_reuses_it(
     assert (
         settings["search"]["concurrent_segment_search"]["mode"] == alias_cfg.index.concurrent_segment_search
     )
+    assert settings["gc_deletes"] == f"{alias_cfg.index.gc_deletes_s}s"
+
+    def gc_deletes() -> str:
+        return str(client.indices.get_settings(index=index)[index]["settings"]["index"].get("gc_deletes"))
+
+    # a generation made before index.gc_deletes_s existed gets it; one remembering longer keeps its own
+    for before, after in (("60s", "3600s"), ("12h", "12h"), (None, "3600s")):  # None: OpenSearch's 60 s
+        client.indices.put_settings(index=index, body={"index": {"gc_deletes": before}})
+        generations.remember_deletes(client, alias_cfg.index, index)
+        assert gc_deletes() == after, before
 
     again = generations.ensure_live_generation(client, alias_cfg, TEXT_DIM, IMAGE_DIM, {"other": "meta"})
     assert again == index

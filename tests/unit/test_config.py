@@ -286,6 +286,10 @@ def test_prod_names_real_services_and_holds_no_secrets() -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
+        (
+            {"VECTORLAKE__INDEX__GC_DELETES_S": "30"},
+            "index.gc_deletes_s: expected whole seconds, at least 60",
+        ),
         ({"VECTORLAKE__CONTRACTS__MAX_ID_BYTES": "600"}, "contracts.max_id_bytes: at most 512"),
         (
             {"VECTORLAKE__CONTRACTS__MAX_TITLE_BYTES": "0"},

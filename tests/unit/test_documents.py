@@ -49,3 +49,26 @@ def test_rows_that_can_never_be_written_are_rejected_results_and_nothing_is_sent
     errors = sorted(out["error"])
     assert errors[0].startswith("not sent: 'l-1969': an external version is in [0, 2**63)")
     assert errors[1] == "not sent: a listing_id of 700 bytes is over the 512-byte _id limit"
+
+
+def test_a_state_read_longer_ago_than_half_the_delete_memory_is_not_written() -> None:
+    """A delete applied after the state was read is remembered for index.gc_deletes_s; a write later than
+    half of that after the read could meet no tombstone and bring the deleted listing back, so the write
+    fails (the batch runs again on a fresh read). The closed port: nothing may be sent either way."""
+    import time
+
+    import pytest
+
+    from vectorlake.pipeline.documents import StaleState
+
+    cfg = load_config(environ={"VECTORLAKE__OPENSEARCH__HOSTS": '["http://127.0.0.1:9"]'})
+    assert cfg.index.max_state_age_s == cfg.index.gc_deletes_s / 2 == 1800
+    ref = ModelRef("text", "m", "1", "/nowhere", "test")
+    target = Target("listings", "listings_g1", ref, ModelRef("image", "i", "1", "/nowhere", "test"), 2)
+    frame = pd.DataFrame([_row("x" * 700, 5, False)])  # refused before sending: the write itself is local
+    now = time.time()
+    fresh = WriteSpec.for_target(cfg, target, read_at=now - 1700)
+    assert len(list(write_partition(fresh)(iter([frame])))) == 1
+    stale = WriteSpec.for_target(cfg, target, read_at=now - 1900)
+    with pytest.raises(StaleState, match=r"read 19\d\d s ago, over index.gc_deletes_s / 2 \(1800 s\)"):
+        list(write_partition(stale)(iter([frame])))

@@ -161,6 +161,7 @@ def test_index_body_settings_come_from_config(cfg: Config) -> None:
         "number_of_shards": 3,
         "number_of_replicas": 2,
         "search.concurrent_segment_search.mode": "auto",
+        "gc_deletes": "3600s",  # index.gc_deletes_s: a delete is remembered an hour, not 60 s
     }
     assert (
         cfg.index.concurrent_segment_search == "all"

@@ -161,10 +161,11 @@ def create_building(
 
 
 def finish_build(client: OpenSearch, cfg: IndexConfig, index: str) -> None:
-    """Restore the serving settings after a bulk load and make everything searchable."""
+    """Restore the serving settings after a bulk load (the delete memory too: the bulk load's old states are
+    written) and make everything searchable."""
+    serving = {"refresh_interval": cfg.refresh_interval, "number_of_replicas": cfg.replicas}
     client.indices.put_settings(
-        index=index,
-        body={"index": {"refresh_interval": cfg.refresh_interval, "number_of_replicas": cfg.replicas}},
+        index=index, body={"index": {**serving, "gc_deletes": f"{cfg.gc_deletes_s}s"}}
     )
     client.indices.refresh(index=index)
 
@@ -231,3 +232,32 @@ def refuse_auto_create(client: OpenSearch, cfg: IndexConfig) -> None:
             f"mappings: set it to false, or to patterns that refuse '{cfg.alias}_g*' (e.g. "
             f"'-{cfg.alias}_g*,+*')"
         )
+
+
+def remember_deletes(client: OpenSearch, cfg: IndexConfig, index: str) -> None:
+    """Give a generation made before ``index.gc_deletes_s`` existed (60 s, OpenSearch's default) that delete
+    memory, unless it already remembers deletes longer (a generation still building)."""
+    found = client.indices.get_settings(
+        index=index, params={"include_defaults": "true", "flat_settings": "true"}
+    )
+    settings = found[index].get("settings", {}) | {
+        k: v for k, v in found[index].get("defaults", {}).items() if k not in found[index].get("settings", {})
+    }
+    current = _seconds(str(settings.get("index.gc_deletes", "60s")))
+    if current is None or current < cfg.gc_deletes_s:
+        client.indices.put_settings(index=index, body={"index": {"gc_deletes": f"{cfg.gc_deletes_s}s"}})
+        log.info(
+            "%s remembers deletes for %d s now (was %s)",
+            index,
+            cfg.gc_deletes_s,
+            settings.get("index.gc_deletes"),
+        )
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(value: str) -> float | None:
+    """An OpenSearch time value (``60s``, ``12h``, ``500ms``) in seconds; None if it is not one."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", value.strip())
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else None

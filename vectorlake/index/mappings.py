@@ -66,6 +66,7 @@ def index_body(cfg: IndexConfig, text_dim: int, image_dim: int, meta: Mapping[st
                 "number_of_shards": cfg.shards,
                 "number_of_replicas": cfg.replicas,
                 "search.concurrent_segment_search.mode": cfg.concurrent_segment_search,
+                "gc_deletes": f"{cfg.gc_deletes_s}s",
             }
         },
         "mappings": {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from vectorlake.config import Config, OpenSearchConfig, SinkConfig
+from vectorlake.errors import VectorlakeError
 from vectorlake.lake.tables import INDEX_LOG_COLUMNS
 from vectorlake.pipeline.targets import Target
 
@@ -35,9 +36,13 @@ class WriteSpec:
     image_weight: float
     image_dim: int
     retries: Any = None  # a Spark accumulator counting the sink's retry rounds
+    read_at: float | None = None  # when the silver state written was read (epoch seconds)
+    max_state_age_s: float = float("inf")
 
     @classmethod
-    def for_target(cls, cfg: Config, target: Target, retries: Any = None) -> WriteSpec:
+    def for_target(
+        cls, cfg: Config, target: Target, retries: Any = None, read_at: float | None = None
+    ) -> WriteSpec:
         return cls(
             opensearch=cfg.opensearch,
             hosts=cfg.opensearch_hosts,
@@ -47,7 +52,23 @@ class WriteSpec:
             image_weight=cfg.embed.fusion.image_weight,
             image_dim=target.image_dim,
             retries=retries,
+            read_at=read_at,
+            max_state_age_s=cfg.index.max_state_age_s,
         )
+
+    def check_fresh(self, now: float) -> None:
+        """Raise StaleState when the state read is older than ``max_state_age_s``: OpenSearch may have
+        forgotten a delete applied since, and the older state would come back."""
+        if self.read_at is not None and now - self.read_at > self.max_state_age_s:
+            raise StaleState(
+                f"not written to {self.target.index}: the listing states were read "
+                f"{now - self.read_at:.0f} s ago, over index.gc_deletes_s / 2 ({self.max_state_age_s:g} s), "
+                "so a delete applied since may be forgotten; the batch is to be run again on a fresh read"
+            )
+
+
+class StaleState(VectorlakeError):
+    """A write of listing states read too long ago (see `WriteSpec.check_fresh`)."""
 
 
 _CLIENTS: dict[tuple[Any, ...], Any] = {}
@@ -81,6 +102,7 @@ def write_partition(spec: WriteSpec) -> Any:
         for frame in frames:
             if frame.empty:
                 continue
+            spec.check_fresh(time.time())
             indexed_at = pd.Timestamp.now(tz="UTC")
             actions, refused = checked(
                 [action(row, spec, indexed_at) for row in frame.itertuples(index=False)]

@@ -115,6 +115,7 @@ class IndexWriter:
         nothing to delete); otherwise listings that are not served are deleted. ``measure_lag`` adds the
         lag percentiles of the applied writes to the counts (one more small job over the write results).
         """
+        read_at = time.time()  # the state is read (materialized) now: writes must follow within bounds
         current = read_current(spark, self.tables, keys, served_only)
         n_keys = current.count()
         if n_keys == 0:
@@ -130,7 +131,7 @@ class IndexWriter:
             rows = embed_target(
                 spark, self.cfg, self.tables, current, inputs, target, batch_id, parallelism, calls, embedded
             )
-            spec = WriteSpec.for_target(self.cfg, target, retries)
+            spec = WriteSpec.for_target(self.cfg, target, retries, read_at)
             writes.append(partial(write_target, rows, spec, self.tables, app_id, batch_id, parallelism))
         # the cache and dead-letter MERGEs run beside the index writes: the writes need only the vectors
         _, *done = concurrently(spark, partial(stage.record, spark, self.tables, embedded), *writes)

@@ -99,6 +99,7 @@ def generation_meta_for(text: ModelRef, image: ModelRef, cfg: Config) -> dict[st
 
 
 _NO_AUTO_CREATE: set[tuple[str, ...]] = set()  # clusters found not to create missing indexes on write
+_REMEMBERS: set[str] = set()  # generations found to remember deletes for index.gc_deletes_s
 
 
 def recorded_generations(cfg: Config) -> dict[str, dict[str, Any]]:
@@ -157,6 +158,9 @@ def _resolve(cfg: Config, client: Any) -> list[Target]:
         behind = found.get(role)
         if behind is not None and behind not in targets:
             targets[behind] = target_for(cfg, client, aliases[role], behind)
+        if behind is not None and role != "next" and behind not in _REMEMBERS:  # once per process
+            generations.remember_deletes(client, cfg.index, behind)
+            _REMEMBERS.add(behind)
     return list(targets.values())
 
 
