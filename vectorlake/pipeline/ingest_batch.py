@@ -9,7 +9,10 @@ never used to drop anything). `BatchWriter` is the ``foreachBatch`` function. It
 3. the new listing rows are computed from the registers already in silver/listings plus this batch, then
    ``silver/listing_versions`` gets the rows whose state changed (a txn append), and last silver/listings
    is MERGEd. The versions append comes first: if the job dies between the two, the replay skips the
-   append and redoes the MERGE; the other order would lose the version rows.
+   append and redoes the MERGE; the other order would lose the version rows. The MERGE only writes rows
+   still as this batch read them (and inserts only rows it found absent): when another writer or a purge
+   changed one in between, the batch reads again and merges again (`MERGE_ATTEMPTS`), without the events
+   of subjects erased meanwhile.
 
 Writes to different tables do not wait for each other (`vectorlake.spark.concurrently`): the appends of
 1. run beside the silver work, and the MERGEs of 2. beside the read of the touched listings' registers;
@@ -29,7 +32,7 @@ from vectorlake import contracts
 from vectorlake.lake import silver
 from vectorlake.lake.reference import Reference
 from vectorlake.lake.tables import LakeTables, txn_append
-from vectorlake.lake.tombstones import mark_erased, tombstone_hashes
+from vectorlake.lake.tombstones import Match, mark_erased, row_condition, tombstone_hashes
 from vectorlake.pipeline.batch_metrics import BatchCounts, Recorder
 from vectorlake.spark import concurrently
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+MERGE_ATTEMPTS = 5  # silver/listings MERGEs of one batch when other writers keep changing its rows
 
 
 def deduplicate(parsed: DataFrame, watermark: str) -> DataFrame:
@@ -69,6 +73,9 @@ class BatchWriter:
     counts: dict[int, BatchCounts] = field(default_factory=dict)
     recorder: Recorder | None = None  # where the driver records each batch's metrics (ingest_query.report)
     storage_options: dict[str, str] = field(default_factory=dict)  # delta-rs options for an s3a:// lake
+    # called with the attempt number just before each silver/listings MERGE: a test's seam for forcing
+    # another writer's commit in between (None in the pipeline)
+    before_listings_merge: Callable[[int], None] | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
@@ -153,12 +160,41 @@ class BatchWriter:
         ]
         steps.append(partial(self.registers_before, spark, events, present))
         before, merged = cast("tuple[DataFrame, DataFrame]", concurrently(spark, *steps)[-1])
-        changed = self.changed_listings(spark, before, merged)
-        n_changed = int(changed.count())
-        if n_changed == 0:
-            return 0
-        self.write_listings(spark, changed, batch_id, app_id)
-        return n_changed
+        written = 0
+        for attempt in range(MERGE_ATTEMPTS):
+            if attempt:  # another writer changed rows under this batch: read them again
+                events = self._drop_erased(events)
+                before, merged = self.registers_before(spark, events, present)
+            changed = self.changed_listings(spark, before, merged)
+            n_changed = int(changed.count())
+            if n_changed == 0:
+                return written
+            if self.before_listings_merge is not None:
+                self.before_listings_merge(attempt)
+            suffix = f"#retry{attempt}" if attempt else ""
+            applied = self.write_listings(spark, changed, batch_id, app_id + suffix)
+            written += applied
+            if applied == n_changed:
+                return written
+            log.warning(
+                "batch %d: %d of %d listing rows changed under it (another writer, or a purge): merging "
+                "them again on a fresh read", batch_id, n_changed - applied, n_changed,
+            )  # fmt: skip
+        raise RuntimeError(
+            f"batch {batch_id}: silver/listings kept changing under it for {MERGE_ATTEMPTS} attempts"
+        )
+
+    def _drop_erased(self, events: dict[str, DataFrame]) -> dict[str, DataFrame]:
+        """``events`` without those of subjects erased since the batch began (a purge ran meanwhile)."""
+        hashes = frozenset(tombstone_hashes(self.tables, self.storage_options))
+        if not hashes:
+            return events
+        out = {}
+        for kind, frame in events.items():
+            ids = {c: t for c, t in frame.dtypes if c in ("listing_id", "seller_id")}
+            condition = row_condition(ids, Match(hashes, hashes))
+            out[kind] = frame.where(f"NOT coalesce({condition}, false)") if condition else frame
+        return out
 
     def registers_before(
         self, spark: SparkSession, events: dict[str, DataFrame], present: set[str]
@@ -207,8 +243,14 @@ class BatchWriter:
             .localCheckpoint(eager=True)  # computed once, from the table as it was before this batch
         )
 
-    def write_listings(self, spark: SparkSession, changed: DataFrame, batch_id: int, app_id: str) -> None:
-        """The version rows of the changed states (a txn append), then the silver/listings MERGE."""
+    def write_listings(self, spark: SparkSession, changed: DataFrame, batch_id: int, app_id: str) -> int:
+        """The version rows of the changed states (a txn append), then the silver/listings MERGE; returns
+        how many rows it wrote.
+
+        The MERGE is conditioned on the state read: a row is updated only while it still has the hashes it
+        had when this batch read it, and inserted only if there was none then. A row another writer (a
+        backfill, another stream) or a purge changed in between is left alone, and the caller merges the
+        batch again on a fresh read: a lost update or a purged listing brought back is not possible."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
@@ -220,12 +262,16 @@ class BatchWriter:
             F.current_timestamp().alias("recorded_at"),
         )
         txn_append(versions, t.listing_versions, app_id, batch_id)
-        updates = changed.drop("_old_state", "_old_regs")
-        (
+        columns = {c: f"s.`{c}`" for c in silver.LISTING_COLUMNS}
+        metrics = (
             DeltaTable.forPath(spark, t.listings)
             .alias("t")
-            .merge(updates.alias("s"), "t.listing_id = s.listing_id")
-            .whenMatchedUpdateAll(condition="t.state_hash <> s.state_hash OR t.reg_hash <> s.reg_hash")
-            .whenNotMatchedInsertAll()
+            .merge(changed.alias("s"), "t.listing_id = s.listing_id")
+            .whenMatchedUpdate(
+                condition="t.state_hash <=> s._old_state AND t.reg_hash <=> s._old_regs", set=columns
+            )
+            .whenNotMatchedInsert(condition="s._old_state IS NULL", values=columns)
             .execute()
+            .first()
         )
+        return int(metrics["num_updated_rows"]) + int(metrics["num_inserted_rows"]) if metrics else 0
