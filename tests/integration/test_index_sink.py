@@ -230,11 +230,11 @@ def test_a_bad_document_is_rejected_with_its_reason_and_the_rest_is_applied(
     assert stored is not None and stored["attributes"] == {"color": "red", "size": 42, "new": True}
     index = generations.live_index(client, alias)
     attrs = client.indices.get_mapping(index=index)[index]["mappings"]["properties"]["attributes"]
-    assert {name: p["type"] for name, p in attrs["properties"].items()} == {
-        "color": "keyword",
-        "size": "keyword",
-        "new": "keyword",
-    }
+    assert attrs == {"type": "flat_object"}  # the attribute keys add no field to the mapping
+    client.indices.refresh(index=alias)
+    for key, value in (("color", "red"), ("size", "42"), ("new", "true")):  # every value a keyword
+        query = {"term": {f"attributes.{key}": value}}
+        assert client.count(index=alias, body={"query": query})["count"] == 1, key
 
 
 def test_many_actions_in_small_chunks_and_parallel_requests(
@@ -492,3 +492,29 @@ def test_more_like_this_excludes_the_listing_itself(client: Any, alias: str, cat
         assert {h.category_id for h in hits} == {"shoes"}
     assert search.document_vector(client, alias, "no-such-listing", "text_vector") is None
     assert search.document_vector(client, alias, "near-3", "image_vector") is None  # it has none
+
+
+def test_any_number_of_distinct_attribute_keys_is_indexed_and_filterable(
+    client: Any, alias: str, alias_cfg: Config
+) -> None:
+    """Sellers invent attribute keys; a field per key would pass index.mapping.total_fields.limit (1,000)
+    and OpenSearch would refuse every later document with a new key. One flat_object field holds them all,
+    and a term filter on any key still works, with k-NN too."""
+    from vectorlake.index.search import Filters, filter_clause
+
+    actions: list[sink.Action] = [
+        Upsert(
+            f"L{n}", 1, doc(f"L{n}", "bag", attributes={f"k{n}": "x", "color": "red" if n % 2 else "blue"})
+        )
+        for n in range(1_100)
+    ]
+    results = write(client, alias, alias_cfg, actions)
+    assert {r.outcome for r in results} == {"applied"} and len(results) == 1_100
+    client.indices.refresh(index=alias)
+    for attributes, hits in (({"k1042": "x"}, 1), ({"color": "red"}, 550), ({"k7": "y"}, 0)):
+        query = filter_clause(Filters(attributes=attributes))
+        assert client.count(index=alias, body={"query": query})["count"] == hits, attributes
+    red = filter_clause(Filters(attributes={"color": "red"}))
+    knn = {"knn": {"text_vector": {"vector": [1.0] + [0.0] * (TEXT_DIM - 1), "k": 5, "filter": red}}}
+    found = client.search(index=alias, body={"size": 5, "query": knn})["hits"]["hits"]
+    assert len(found) == 5 and {h["_source"]["attributes"]["color"] for h in found} == {"red"}

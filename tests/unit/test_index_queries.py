@@ -183,16 +183,13 @@ def test_vector_fields_have_their_dimensions_and_the_configured_hnsw_method(cfg:
         }
 
 
-def test_mappings_are_strict_except_attributes_which_become_keywords(cfg: Config) -> None:
+def test_mappings_are_strict_and_attributes_one_flat_object(cfg: Config) -> None:
     mappings = index_body(cfg.index, 3, 2, META)["mappings"]
     assert mappings["dynamic"] == "strict"
     assert mappings["_meta"] == META
     props = mappings["properties"]
-    assert props["attributes"] == {"type": "object", "dynamic": True}
-    (template,) = mappings["dynamic_templates"]
-    (spec,) = template.values()
-    assert spec["path_match"] == "attributes.*" and spec["mapping"]["type"] == "keyword"
-    assert "match_mapping_type" not in spec  # numbers and booleans become keywords too
+    assert props["attributes"] == {"type": "flat_object"}  # no field per attribute key
+    assert "dynamic_templates" not in mappings
 
 
 def test_document_fields_have_their_types(cfg: Config) -> None:

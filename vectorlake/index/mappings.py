@@ -47,14 +47,16 @@ def index_body(cfg: IndexConfig, text_dim: int, image_dim: int, meta: Mapping[st
     """Settings and mappings of a generation; ``meta`` (model versions, ...) goes to ``_meta``.
 
     The top level is ``dynamic: strict`` (a misspelt field fails the document instead of growing the
-    mapping); only ``attributes`` is open, and every ``attributes.*`` becomes a keyword, whatever its
-    JSON type. ``fused_vector`` is the concatenation of the two, so its dimension is their sum.
+    mapping). ``attributes`` is one ``flat_object`` field: every ``attributes.<key>`` is a keyword for term
+    filters, but no key adds a field to the mapping, so sellers' attribute keys, however many distinct ones
+    the catalog holds, can never reach ``index.mapping.total_fields.limit`` (1,000) and get documents refused.
+    ``fused_vector`` is the concatenation of the two, so its dimension is their sum.
     """
     properties: dict[str, Any] = {name: {"type": "keyword"} for name in KEYWORD_FIELDS}
     properties["title"] = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 1024}}}
     properties.update({name: {"type": "date", "format": DATE_FORMAT} for name in DATE_FIELDS})
     properties["version"] = {"type": "long"}
-    properties["attributes"] = {"type": "object", "dynamic": True}
+    properties["attributes"] = {"type": "flat_object"}
     properties[TEXT_VECTOR] = vector_field(text_dim, cfg)
     properties[IMAGE_VECTOR] = vector_field(image_dim, cfg)
     properties[FUSED_VECTOR] = vector_field(text_dim + image_dim, cfg)
@@ -72,14 +74,6 @@ def index_body(cfg: IndexConfig, text_dim: int, image_dim: int, meta: Mapping[st
         "mappings": {
             "dynamic": "strict",
             "_meta": dict(meta),
-            "dynamic_templates": [
-                {
-                    "attributes_as_keywords": {
-                        "path_match": "attributes.*",
-                        "mapping": {"type": "keyword", "ignore_above": 1024},
-                    }
-                }
-            ],
             "properties": properties,
         },
     }
