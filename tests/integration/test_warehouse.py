@@ -57,9 +57,9 @@ class History:
     cfg: Config
     first: Round
     second: Round
-    updated: dict[str, int]  # listing_id -> the version (event ms) its (last) new title got
-    superseded: tuple[str, int]  # listing_id, version of a title that the next ingest batch replaced
-    deleted: tuple[str, int]  # listing_id, version of its DELETE
+    updated: dict[str, int]  # listing_id -> the state version its (last) new title got
+    superseded: tuple[str, int]  # listing_id, state version of a title that the next ingest batch replaced
+    deleted: tuple[str, int]  # listing_id, state version of its DELETE
     live_index: str
     text_label: str
     image_label: str
@@ -172,7 +172,10 @@ def history(
         # them, so its first new version is superseded before the index query runs
         served = sorted(_newest(first.versions).query("served").index)
         picked = random.Random(5).sample(served, UPDATED + 1)
-        base = int(first.versions["version"].max()) + 3_600_000
+        newest_ms = (first.versions["event_ts"].max() - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(
+            milliseconds=1
+        )
+        base = int(newest_ms) + 3_600_000  # an hour after the newest event (a version is not an event time)
         updated = {lid: base + i * 1000 for i, lid in enumerate(picked[:UPDATED])}
         deleted = (picked[UPDATED], base + 10_000)
         superseded = (picked[0], updated[picked[0]])
@@ -194,13 +197,21 @@ def history(
         _add_erasures(cfg, t0)
         stream.run(spark, cfg, "files", once=True, landing_dir=str(landing))
         second = _round(cfg, warehouse.build(cfg))
+
+        def version_at(lid: str, ts: int) -> int:
+            """The state version silver recorded when the event at ``ts`` was the listing's newest."""
+            v = second.versions
+            event_ms = (v["event_ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+            (version,) = set(v[(v["listing_id"] == lid) & (event_ms == ts)]["version"])
+            return int(version)
+
         yield History(
             cfg=cfg,
             first=first,
             second=second,
-            updated=updated,
-            superseded=superseded,
-            deleted=deleted,
+            updated={lid: version_at(lid, ts) for lid, ts in updated.items()},
+            superseded=(superseded[0], version_at(*superseded)),
+            deleted=(deleted[0], version_at(*deleted)),
             live_index=_live_index(cfg),
             text_label=registry.resolve(cfg, "text").label,
             image_label=registry.resolve(cfg, "image").label,

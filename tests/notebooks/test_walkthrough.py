@@ -260,16 +260,17 @@ def test_more_like_this_leaves_the_seed_out_and_scores_are_cosines(executed: Exe
 
 
 def test_the_freshness_plot_covers_every_applied_write_of_the_run(executed: Executed) -> None:
+    import pandas as pd
     from deltalake import DeltaTable
 
     from vectorlake.lake.tables import LakeTables
 
     fresh = executed.summary["freshness"]
     tables = LakeTables(executed.cfg.lake.root)
-    log = DeltaTable(tables.index_log).to_pandas(columns=["listing_id", "version", "outcome"])
+    log = DeltaTable(tables.index_log).to_pandas(columns=["listing_id", "event_ts", "outcome"])
     applied = log[log["outcome"] == "applied"]
-    # the "received" clock starts at the bronze listing or media event that set the version; a version set
-    # by a seller-policy event has none, and is not timed
+    # the "received" clock starts at the bronze listing or media event whose time is the state's newest
+    # (`event_ts`); a state whose newest event is a seller-policy event has none, and is not timed
     received = {
         (lid, int(ts))
         for kind in ("listing_changes", "media")
@@ -277,8 +278,9 @@ def test_the_freshness_plot_covers_every_applied_write_of_the_run(executed: Exec
         .to_pandas(columns=["listing_id", "event_ts_ms"])
         .itertuples(index=False)
     }
-    pairs = zip(applied["listing_id"], applied["version"], strict=True)
-    timed = sum((lid, int(v)) in received for lid, v in pairs)
+    event_ms = (applied["event_ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    pairs = zip(applied["listing_id"], event_ms, strict=True)
+    timed = sum((lid, int(ms)) in received for lid, ms in pairs)
     assert fresh["scope"] == "this run"
     assert fresh["writes"] == timed > len(applied) // 2
     assert 0 <= fresh["min_s"] <= fresh["p50_s"] <= fresh["p95_s"] <= fresh["max_s"]
