@@ -240,9 +240,7 @@ def remember_deletes(client: OpenSearch, cfg: IndexConfig, index: str) -> None:
     found = client.indices.get_settings(
         index=index, params={"include_defaults": "true", "flat_settings": "true"}
     )
-    settings = found[index].get("settings", {}) | {
-        k: v for k, v in found[index].get("defaults", {}).items() if k not in found[index].get("settings", {})
-    }
+    settings = found[index].get("defaults", {}) | found[index].get("settings", {})  # set values win
     current = _seconds(str(settings.get("index.gc_deletes", "60s")))
     if current is None or current < cfg.gc_deletes_s:
         client.indices.put_settings(index=index, body={"index": {"gc_deletes": f"{cfg.gc_deletes_s}s"}})

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from vectorlake import control
 from vectorlake.config import Config
 from vectorlake.errors import IndexStateError
+from vectorlake.pipeline.targets import recorded_generations
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -79,8 +80,7 @@ def sync(cfg: Config, client: OpenSearch) -> dict[str, str]:
     from vectorlake.index import generations
 
     found = generations.alias_map(client, cfg.index)
-    table = control.generations_table(cfg)
-    rows = {r["index"]: r for r in table.rows() if r["alias"] in (None, cfg.index.alias)}
+    rows = recorded_generations(cfg)
     now = _now()
     fixes: list[dict[str, Any]] = []
     live = found.get("live")
@@ -101,7 +101,7 @@ def sync(cfg: Config, client: OpenSearch) -> dict[str, str]:
             )  # fmt: skip
     if fixes:
         log.warning("control/index_generations disagreed with the aliases; recorded %s", fixes)
-        table.upsert(fixes)
+        control.generations_table(cfg).upsert(fixes)
     return found
 
 
@@ -156,12 +156,11 @@ def adopt(cfg: Config, index: str) -> Generation:
         client.close()
     role = next((r for r, i in found.items() if i == index), None)
     state = {"live": "live", "next": "building"}.get(role or "", "retired")
-    table = control.generations_table(cfg)
-    known = next((r for r in table.rows() if r["index"] == index), None)
+    known = recorded_generations(cfg).get(index)
     row = _complete_row(cfg, index, meta, state, _now())
     if known is not None:
         row["created_at"] = known.get("created_at") or row["created_at"]
-    table.upsert([row])
+    control.generations_table(cfg).upsert([row])
     return _generation({**_EMPTY, **row}, role)
 
 
@@ -173,8 +172,7 @@ def list_generations(cfg: Config) -> list[Generation]:
     finally:
         client.close()
     roles = {index: role for role, index in found.items()}
-    rows = [r for r in control.generations_table(cfg).rows() if r["alias"] in (None, cfg.index.alias)]
-    rows.sort(key=lambda r: (r["generation"] or 0, r["index"]))
+    rows = sorted(recorded_generations(cfg).values(), key=lambda r: (r["generation"] or 0, r["index"]))
     return [_generation(r, roles.get(r["index"])) for r in rows]
 
 
